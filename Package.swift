@@ -1,0 +1,56 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .treatAllWarnings(as: .error),
+]
+
+let package = Package(
+    name: "caduceus",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "caduceus", targets: ["caduceus"]),
+        .library(name: "AuditLog", targets: ["AuditLog"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        .target(name: "CaduceusCore", swiftSettings: strict),
+        .target(
+            name: "AuditLog",
+            dependencies: [
+                "CaduceusCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "caduceus",
+            dependencies: [
+                "AuditLog",
+                "CaduceusCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "CaduceusCoreTests", dependencies: ["CaduceusCore"], swiftSettings: strict),
+        .testTarget(
+            name: "AuditLogTests",
+            dependencies: ["AuditLog", "CaduceusCore", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CLITests",
+            dependencies: ["caduceus", "AuditLog", "CaduceusCore"],
+            swiftSettings: strict
+        ),
+    ]
+)

@@ -1,0 +1,40 @@
+import CaduceusCore
+import Logging
+
+/// The audit trail: events in the transparency log, their details sealed in the payload store beside it.
+public final class AuditTrail: Sendable {
+    /// The transparency log holding the events.
+    public let log: TransparencyLog
+    /// The sealed details payloads.
+    public let payloads: PayloadStore
+
+    /// Opens (or creates) the trail in `directory` with `keys`.
+    public init(
+        directory: String, keys: AuditKeys, options: TransparencyLogOptions = TransparencyLogOptions(),
+        logger: Logger = Logger(label: "caduceus.audit")
+    ) throws {
+        log = try TransparencyLog(directory: directory, signer: keys.signer, options: options, logger: logger)
+        payloads = PayloadStore(directory: directory + "/payloads", key: keys.payloadKey)
+    }
+
+    /// Checks `event`, seals `details` (if any) and commits to them in the event, and appends it durably.
+    ///
+    /// Nothing is written when the event is malformed. The payload is durable before the event that
+    /// commits to it; the returned index is durable and covered by a signed checkpoint.
+    public func record(_ event: AuditEvent, details: JSONValue? = nil) async throws -> UInt64 {
+        var event = event
+        try event.validate()
+        if let details {
+            guard event.payload == nil else {
+                throw CaduceusError(code: "audit.event.malformed", message: "an event with details may not name a payload")
+            }
+            event.payload = try payloads.put(try CanonicalJSON.encode(details))
+        }
+        return try await log.append(try event.canonicalEntry())
+    }
+
+    /// Stops the log after committing what is queued.
+    public func close() async throws {
+        try await log.close()
+    }
+}

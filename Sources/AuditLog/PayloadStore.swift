@@ -1,0 +1,75 @@
+import CaduceusCore
+import Crypto
+
+/// Keeps audit details that may hold PHI apart from the log, each sealed with AES-256-GCM.
+///
+/// An entry refers to its payload by the salted commitment
+/// `SHA-256("caduceus/audit/payload/v1" ‖ 0x00 ‖ salt ‖ payload)`, so a payload can be deleted when its
+/// retention ends while the log, which holds only the commitment, stays verifiable. A payload file is
+/// `nonce (12) ‖ ciphertext ‖ tag (16)` over `salt (32) ‖ payload`, with the commitment as AAD.
+public struct PayloadStore: Sendable {
+    /// The directory holding one file per payload, named by its commitment's hex digits.
+    public let directory: String
+    private let key: SymmetricKey
+
+    /// Creates a store in `directory` sealing with the 32-byte `key`.
+    public init(directory: String, key: SymmetricKey) {
+        self.directory = directory
+        self.key = key
+    }
+
+    /// The commitment to `payload` under `salt`, as `sha256:<hex>`.
+    public static func commitment(payload: [UInt8], salt: [UInt8]) -> String {
+        var hasher = SHA256()
+        hasher.update(data: Array("caduceus/audit/payload/v1".utf8) + [0x00])
+        hasher.update(data: salt)
+        hasher.update(data: payload)
+        return "sha256:" + Hex.encode(Array(hasher.finalize()))
+    }
+
+    /// Seals and durably stores `payload`; returns its commitment for the audit event.
+    public func put(_ payload: [UInt8]) throws -> String {
+        let salt = Array(SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) })
+        let commitment = Self.commitment(payload: payload, salt: salt)
+        let sealed = try AES.GCM.seal(salt + payload, using: key, authenticating: Array(commitment.utf8))
+        guard let combined = sealed.combined else {
+            throw CaduceusError(code: "audit.payload", message: "cannot seal an audit payload")
+        }
+        try FileSystem.makeDirectories(directory)
+        try FileSystem.writeAtomically(path(for: commitment), Array(combined), mode: 0o600)
+        return commitment
+    }
+
+    /// Opens the payload with `commitment`, checking it against the commitment; nil if it was deleted.
+    public func get(_ commitment: String) throws -> [UInt8]? {
+        guard let bytes = try FileSystem.readIfPresent(path(for: commitment)) else { return nil }
+        let opened: [UInt8]
+        do {
+            let box = try AES.GCM.SealedBox(combined: bytes)
+            opened = Array(try AES.GCM.open(box, using: key, authenticating: Array(commitment.utf8)))
+        } catch {
+            throw CaduceusError(code: "audit.payload", message: "payload \(commitment) does not open", underlying: error)
+        }
+        guard opened.count >= 32 else { throw CaduceusError(code: "audit.payload", message: "payload is too short") }
+        let payload = Array(opened[32...])
+        guard Self.commitment(payload: payload, salt: Array(opened[0..<32])) == commitment else {
+            throw CaduceusError(code: "audit.payload", message: "payload \(commitment) does not match its commitment")
+        }
+        return payload
+    }
+
+    /// Deletes the payload with `commitment` (its retention has ended); the log is untouched.
+    public func delete(_ commitment: String) throws {
+        try FileSystem.remove(path(for: commitment))
+    }
+
+    private func path(for commitment: String) -> String {
+        directory + "/" + commitment.replacingPrefix("sha256:")
+    }
+}
+
+extension String {
+    func replacingPrefix(_ prefix: String) -> String {
+        hasPrefix(prefix) ? String(dropFirst(prefix.count)) : self
+    }
+}

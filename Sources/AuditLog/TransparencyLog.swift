@@ -1,0 +1,324 @@
+import CaduceusCore
+import Logging
+
+/// How a transparency log batches appends and how often it materialises tiles.
+public struct TransparencyLogOptions: Sendable {
+    /// The most entries committed with one journal write and one fdatasync.
+    public var maxBatchSize: Int = 256
+    /// How long a batch may wait for more appenders once the first has arrived, in nanoseconds.
+    public var maxBatchDelay: UInt64 = 2_000_000
+    /// A batch stops waiting early when no appender has arrived for this long, in nanoseconds.
+    public var batchIdleGap: UInt64 = 100_000
+    /// How often tiles and the checkpoint file are brought up to date while appends continue, in nanoseconds.
+    public var materializeInterval: UInt64 = 1_000_000_000
+
+    /// The defaults: batches of up to 256 entries within 2 ms, tiles materialised every second.
+    public init() {}
+}
+
+/// A tamper-evident, append-only log: RFC 9162 Merkle tree, C2SP tiles and signed checkpoints.
+///
+/// Appends are async and may come from many tasks at once. They are grouped into batches; each batch is
+/// written to the journal and made durable with one `fdatasync`, and its checkpoint is signed, before any
+/// appender in it is told its index. Tiles, entry bundles and the `checkpoint` file are materialised from
+/// the committed tree in the background (and on `sync()` and `close()`); after a crash they are rebuilt
+/// from the journal when the log is opened again.
+public final class TransparencyLog: @unchecked Sendable {
+    // Safe: `shared` is read and written only with `lock` held; `committer` only by the committer thread
+    // once it runs (and by `init` before it starts), and so is `tiles`; `materializer` only by the
+    // materialiser thread (and by `init`).
+    private let lock = ConditionLock(conditions: 3)
+    private static let committerWake = 0
+    private static let materializerWake = 1
+    private static let closed = 2
+
+    private var shared: Shared
+    private var committer: Committer
+    private var tiles: TileBuilder
+    private var materializer: TileMaterializer
+    private let options: TransparencyLogOptions
+    private let logger: Logger
+
+    /// The log directory (tiles, checkpoint, journal).
+    public let directory: String
+    /// The log's origin line, which is also the signing key's name.
+    public let origin: String
+
+    private typealias Waiter = CheckedContinuation<UInt64, any Error>
+
+    private struct Shared {
+        var queue: [(entry: [UInt8], waiter: Waiter)] = []
+        var failure: CaduceusError?
+        var closing = false
+        var committerDone = false
+        var materializerDone = false
+        var latest: SignedCheckpoint
+        var committedSize: UInt64
+        var materialized: SignedCheckpoint
+        var job: TileMaterializer.Job?
+        var materializing = false
+        var syncWaiters: [(size: UInt64, waiter: CheckedContinuation<SignedCheckpoint, any Error>)] = []
+    }
+
+    private struct Committer {
+        var frontier: MerkleFrontier
+        var journal: Journal
+        var signer: CheckpointSigner
+        var lastMaterializeRequest: UInt64 = monotonicNanoseconds()
+    }
+
+    /// Opens the log in `directory`, creating it if it is empty, and recovers from any crash.
+    ///
+    /// - Parameters:
+    ///   - directory: the log directory; created (0700) if missing.
+    ///   - signer: the checkpoint signing key; its name is the log's origin.
+    public init(
+        directory: String, signer: NoteSigner, options: TransparencyLogOptions = TransparencyLogOptions(),
+        logger: Logger = Logger(label: "caduceus.audit")
+    ) throws {
+        self.directory = directory
+        self.origin = signer.name
+        self.options = options
+        self.logger = logger
+        let journalDirectory = directory + "/journal"
+        try FileSystem.makeDirectories(directory)
+        let recovered = try LogRecovery.recover(
+            directory: directory, journalDirectory: journalDirectory, signer: signer, logger: logger)
+        var journal = Journal(directory: journalDirectory)
+        try journal.openSegment(startingAt: recovered.materialized.checkpoint.size)
+        committer = Committer(frontier: recovered.frontier, journal: journal, signer: recovered.signer)
+        tiles = recovered.tiles
+        materializer = TileMaterializer(directory: directory, journalDirectory: journalDirectory)
+        shared = Shared(
+            latest: recovered.signer.last, committedSize: recovered.frontier.size, materialized: recovered.materialized)
+        if recovered.frontier.size > recovered.materialized.checkpoint.size
+            || !FileSystem.exists(directory + "/checkpoint")
+        {
+            let job = try makeJob()
+            try materializer.write(job)
+            shared.materialized = job.checkpoint
+        }
+        startThread { [self] in runCommitter() }
+        startThread { [self] in runMaterializer() }
+    }
+
+    /// The newest signed checkpoint: every entry it covers is durable.
+    public var checkpoint: SignedCheckpoint { lock.withLock { shared.latest } }
+
+    /// The newest checkpoint whose tiles are all on disk: proofs can be built against it.
+    public var materializedCheckpoint: SignedCheckpoint { lock.withLock { shared.materialized } }
+
+    /// Appends an entry and returns its index once it is durable and covered by a signed checkpoint.
+    ///
+    /// Throws, writing nothing, if the entry is empty or over 65,535 bytes, or if the log has failed or is
+    /// closed; a failed write fails every appender of its batch and every later one (the log fails closed).
+    public func append(_ entry: [UInt8]) async throws -> UInt64 {
+        guard !entry.isEmpty, entry.count <= TileLayout.maxEntrySize else {
+            throw CaduceusError(
+                code: "audit.entryTooLarge",
+                message: "an audit entry must be 1 to \(TileLayout.maxEntrySize) bytes, not \(entry.count)")
+        }
+        return try await withCheckedThrowingContinuation { waiter in
+            lock.lock()
+            if let failure = shared.failure ?? (shared.closing ? Self.closedError : nil) {
+                lock.unlock()
+                waiter.resume(throwing: failure)
+                return
+            }
+            shared.queue.append((entry, waiter))
+            if shared.queue.count == 1 || shared.queue.count >= options.maxBatchSize { lock.signal(Self.committerWake) }
+            lock.unlock()
+        }
+    }
+
+    /// Brings tiles and the `checkpoint` file up to the newest committed entry and returns that checkpoint.
+    @discardableResult
+    public func sync() async throws -> SignedCheckpoint {
+        try await withCheckedThrowingContinuation { waiter in
+            lock.lock()
+            defer { lock.unlock() }
+            if let failure = shared.failure {
+                waiter.resume(throwing: failure)
+            } else if shared.materialized.checkpoint.size >= shared.committedSize {
+                waiter.resume(returning: shared.materialized)
+            } else {
+                shared.syncWaiters.append((shared.committedSize, waiter))
+                lock.signal(Self.committerWake)
+            }
+        }
+    }
+
+    /// Commits what is queued, materialises everything, and stops the log's threads.
+    public func close() async throws {
+        lock.lock()
+        shared.closing = true
+        lock.broadcast(Self.committerWake)
+        lock.broadcast(Self.materializerWake)
+        while !(shared.committerDone && shared.materializerDone) { lock.wait(Self.closed) }
+        let failure = shared.failure
+        lock.unlock()
+        committer.journal.close()
+        if let failure { throw failure }
+    }
+
+    private static let closedError = CaduceusError(code: "audit.closed", message: "the audit log is closed")
+
+    // MARK: Committer thread
+
+    private func runCommitter() {
+        lock.lock()
+        while true {
+            while shared.queue.isEmpty && !shared.closing && !materializationDue() {
+                if shared.committedSize > shared.materialized.checkpoint.size && shared.failure == nil {
+                    lock.wait(Self.committerWake, nanoseconds: options.materializeInterval)
+                } else {
+                    lock.wait(Self.committerWake)
+                }
+            }
+            if shared.queue.isEmpty && shared.closing { break }
+            if !shared.queue.isEmpty { lingerForBatch() }
+            let batch = Array(shared.queue.prefix(options.maxBatchSize))
+            shared.queue.removeFirst(batch.count)
+            let failure = shared.failure
+            lock.unlock()
+
+            if !batch.isEmpty {
+                if let failure {
+                    for item in batch { item.waiter.resume(throwing: failure) }
+                } else {
+                    commit(batch)
+                }
+            }
+            lock.lock()
+            if materializationDue() { scheduleMaterialization() }
+        }
+        // Closing: the queue is drained; wait for the materialiser, hand it the last job, and stop.
+        if shared.failure == nil {
+            while shared.materializing || shared.job != nil { lock.wait(Self.committerWake, nanoseconds: 1_000_000) }
+            if shared.committedSize > shared.materialized.checkpoint.size { scheduleMaterialization() }
+        }
+        shared.committerDone = true
+        lock.broadcast(Self.materializerWake)
+        lock.broadcast(Self.closed)
+        lock.unlock()
+    }
+
+    /// Whether tiles should be brought up to date now (lock held).
+    private func materializationDue() -> Bool {
+        guard shared.failure == nil, !shared.materializing, shared.job == nil,
+            shared.committedSize > shared.materialized.checkpoint.size
+        else { return false }
+        return !shared.syncWaiters.isEmpty || shared.closing
+            || monotonicNanoseconds() - committer.lastMaterializeRequest >= options.materializeInterval
+    }
+
+    /// Waits briefly for more appenders while they keep arriving (lock held).
+    private func lingerForBatch() {
+        let deadline = monotonicNanoseconds() + options.maxBatchDelay
+        while shared.queue.count < options.maxBatchSize && !shared.closing {
+            let now = monotonicNanoseconds()
+            guard now < deadline else { return }
+            let before = shared.queue.count
+            lock.wait(Self.committerWake, nanoseconds: min(options.batchIdleGap, deadline - now))
+            if shared.queue.count == before { return }
+        }
+    }
+
+    private func commit(_ batch: [(entry: [UInt8], waiter: Waiter)]) {
+        let first = committer.frontier.size
+        do {
+            let previousRoot = committer.frontier.root
+            for item in batch {
+                committer.frontier.append(TreeHash.leaf(item.entry)) { height, index, hash in
+                    tiles.addNode(height: height, index: index, hash: hash)
+                }
+                tiles.addEntry(item.entry)
+            }
+            let next = Checkpoint(origin: origin, size: committer.frontier.size, root: committer.frontier.root)
+            let signed = try committer.signer.sign(next, extending: previousRoot)
+            let record = JournalRecord(firstIndex: first, entries: batch.map(\.entry), checkpointNote: signed.note)
+            try committer.journal.append(record.encoded())
+            lock.withLock {
+                shared.latest = signed
+                shared.committedSize = next.size
+            }
+            for (offset, item) in batch.enumerated() { item.waiter.resume(returning: first + UInt64(offset)) }
+        } catch {
+            let failure = error as? CaduceusError
+                ?? CaduceusError(code: "audit.io", message: "cannot commit to the audit log", underlying: error)
+            logger.critical("audit log commit failed; the log now refuses appends", metadata: ["error": "\(failure)"])
+            fail(with: failure)
+            for item in batch { item.waiter.resume(throwing: failure) }
+        }
+    }
+
+    private func fail(with failure: CaduceusError) {
+        lock.lock()
+        if shared.failure == nil { shared.failure = failure }
+        let waiters = shared.syncWaiters
+        shared.syncWaiters.removeAll()
+        lock.broadcast(Self.materializerWake)
+        lock.unlock()
+        for item in waiters { item.waiter.resume(throwing: failure) }
+    }
+
+    /// Builds the next materialisation job and starts a new journal segment (committer thread).
+    private func makeJob() throws -> TileMaterializer.Job {
+        let job = TileMaterializer.Job(files: tiles.takeFiles(), checkpoint: committer.signer.last)
+        try committer.journal.rotate(startingAt: committer.frontier.size)
+        return job
+    }
+
+    /// Hands a materialisation job to the materialiser thread (lock held).
+    private func scheduleMaterialization() {
+        committer.lastMaterializeRequest = monotonicNanoseconds()
+        do {
+            shared.job = try makeJob()
+            lock.signal(Self.materializerWake)
+        } catch {
+            let failure = CaduceusError(code: "audit.io", message: "cannot rotate the audit journal", underlying: error)
+            shared.failure = shared.failure ?? failure
+        }
+    }
+
+    // MARK: Materialiser thread
+
+    private func runMaterializer() {
+        lock.lock()
+        while true {
+            while shared.job == nil && !shared.committerDone { lock.wait(Self.materializerWake) }
+            guard let job = shared.job else { break }
+            shared.job = nil
+            shared.materializing = true
+            lock.unlock()
+            var failure: CaduceusError?
+            do {
+                try materializer.write(job)
+            } catch {
+                failure = error as? CaduceusError
+                    ?? CaduceusError(code: "audit.io", message: "cannot write audit tiles", underlying: error)
+                logger.critical("audit tiles could not be written", metadata: ["error": "\(error)"])
+            }
+            lock.lock()
+            shared.materializing = false
+            var ready: [CheckedContinuation<SignedCheckpoint, any Error>] = []
+            if let failure {
+                shared.failure = shared.failure ?? failure
+                ready = shared.syncWaiters.map(\.waiter)
+                shared.syncWaiters.removeAll()
+            } else {
+                shared.materialized = job.checkpoint
+                ready = shared.syncWaiters.filter { $0.size <= job.checkpoint.checkpoint.size }.map(\.waiter)
+                shared.syncWaiters.removeAll { $0.size <= job.checkpoint.checkpoint.size }
+            }
+            let result = shared.failure.map { Result<SignedCheckpoint, any Error>.failure($0) } ?? .success(job.checkpoint)
+            lock.signal(Self.committerWake)
+            lock.unlock()
+            for waiter in ready { waiter.resume(with: result) }
+            lock.lock()
+        }
+        shared.materializerDone = true
+        lock.broadcast(Self.closed)
+        lock.unlock()
+    }
+}

@@ -1,0 +1,73 @@
+import Crypto
+
+/// A SHA-256 hash of a Merkle tree node or leaf, held inline without an allocation.
+public struct TreeHash: Hashable, Sendable, CustomStringConvertible {
+    /// The 32 bytes of the hash.
+    public var value: SIMD32<UInt8>
+
+    /// Creates a hash from its 32 bytes held in a vector.
+    public init(value: SIMD32<UInt8>) {
+        self.value = value
+    }
+
+    /// Creates a hash from exactly 32 bytes; returns nil for any other length.
+    public init?(bytes: some Collection<UInt8>) {
+        guard bytes.count == 32 else { return nil }
+        var value = SIMD32<UInt8>()
+        for (i, byte) in bytes.enumerated() { value[i] = byte }
+        self.value = value
+    }
+
+    /// Creates a hash from the first 32 bytes of a raw buffer that holds at least that many.
+    init(loading buffer: UnsafeRawBufferPointer) {
+        self.value = buffer.loadUnaligned(as: SIMD32<UInt8>.self)
+    }
+
+    init(digest: SHA256Digest) {
+        self.value = digest.withUnsafeBytes { $0.loadUnaligned(as: SIMD32<UInt8>.self) }
+    }
+
+    /// The hash's 32 bytes.
+    public var bytes: [UInt8] {
+        withUnsafeBytes(of: value) { Array($0) }
+    }
+
+    /// The standard base64 form used by checkpoints and proofs.
+    public var base64: String { Base64.encode(bytes) }
+
+    /// Lower-case hexadecimal.
+    public var hex: String { Hex.encode(bytes) }
+
+    public var description: String { hex }
+
+    /// The root of the empty tree: SHA-256 of the empty string (RFC 9162 §2.1.1).
+    public static let emptyTree = TreeHash(digest: SHA256.hash(data: [UInt8]()))
+
+    /// Hashes a leaf: `SHA-256(0x00 ‖ entry)`.
+    public static func leaf(_ entry: some Collection<UInt8>) -> TreeHash {
+        if let hash = entry.withContiguousStorageIfAvailable({ leaf(buffer: UnsafeRawBufferPointer($0)) }) {
+            return hash
+        }
+        return Array(entry).withUnsafeBytes { leaf(buffer: $0) }
+    }
+
+    /// Hashes a leaf from raw bytes: `SHA-256(0x00 ‖ entry)`.
+    public static func leaf(buffer entry: UnsafeRawBufferPointer) -> TreeHash {
+        var hasher = SHA256()
+        withUnsafeBytes(of: UInt8(0)) { hasher.update(bufferPointer: $0) }
+        hasher.update(bufferPointer: entry)
+        return TreeHash(digest: hasher.finalize())
+    }
+
+    /// Hashes an interior node: `SHA-256(0x01 ‖ left ‖ right)`.
+    public static func node(_ left: TreeHash, _ right: TreeHash) -> TreeHash {
+        withUnsafeTemporaryAllocation(byteCount: 65, alignment: 16) { buffer in
+            buffer.storeBytes(of: 1, toByteOffset: 0, as: UInt8.self)
+            buffer.storeBytes(of: left.value, toByteOffset: 1, as: SIMD32<UInt8>.self)
+            buffer.storeBytes(of: right.value, toByteOffset: 33, as: SIMD32<UInt8>.self)
+            var hasher = SHA256()
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(buffer))
+            return TreeHash(digest: hasher.finalize())
+        }
+    }
+}
