@@ -54,6 +54,12 @@ enum LogRecovery {
             last = SignedCheckpoint(checkpoint: checkpoint, note: record.checkpointNote)
             replayed += record.entries.count
         }
+        if let segment = Journal.segments(in: journalDirectory).last, segment.start > frontier.size {
+            throw CaduceusError(
+                code: "audit.recovery",
+                message: "the journal in \(journalDirectory) continues from entry \(segment.start), but the log's "
+                    + "checkpoint and tiles end at \(frontier.size): they are missing or were replaced")
+        }
         if replayed > 0 {
             logger.info(
                 "audit log recovered from its journal",

@@ -12,17 +12,20 @@ public final class TileReader: SubtreeHashReader {
     private var cache: [TileKey: [UInt8]] = [:]
     private var cacheOrder: [TileKey] = []
     private let cacheLimit: Int
+    private let nodes: TileNodeCache?
 
     private struct TileKey: Hashable {
         var level: Int
         var index: UInt64
     }
 
-    /// Creates a reader of the tree of `size` leaves stored under `directory`.
-    public init(directory: String, size: UInt64, cacheLimit: Int = 64) {
+    /// Creates a reader of the tree of `size` leaves stored under `directory`; with `nodes`, interior
+    /// hashes of full tiles are kept there and reused by later proofs.
+    public init(directory: String, size: UInt64, cacheLimit: Int = 64, nodes: TileNodeCache? = nil) {
         self.directory = directory
         self.size = size
         self.cacheLimit = cacheLimit
+        self.nodes = nodes
     }
 
     /// The hashes of tile `index` at `level` (level −1 reads entry bundles' raw bytes instead).
@@ -106,7 +109,14 @@ public final class TileReader: SubtreeHashReader {
             throw CaduceusError(code: "audit.tile.missing", message: "node \(height)/\(index) is beyond size \(size)")
         }
         if rest == 0 { return try storedHash(level: level, index: index) }
-        let bytes = try tile(level: level, index: first / TileLayout.width)
+        let tileIndex = first / TileLayout.width
+        let isFull = TileLayout.width(index: tileIndex, count: TileLayout.hashCount(level: level, size: size)) == TileLayout.width
+        if let nodes, isFull, rest >= TileNodeCache.lowestKept {
+            let key = TileNodeCache.Key(directory: directory, level: level, index: tileIndex)
+            let upper = try nodes.upperNodes(key) { try tile(level: level, index: tileIndex) }
+            return upper[TileNodeCache.position(height: rest, offset: Int(index % (TileLayout.width >> UInt64(rest))))]
+        }
+        let bytes = try tile(level: level, index: tileIndex)
         let offset = Int(first % TileLayout.width)
         var layer = bytes.withUnsafeBytes { raw in
             (0..<count).map { TreeHash(loading: UnsafeRawBufferPointer(rebasing: raw[((offset + $0) * 32)...])) }

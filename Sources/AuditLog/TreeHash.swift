@@ -1,3 +1,4 @@
+import CSHA256
 import Crypto
 
 /// A SHA-256 hash of a Merkle tree node or leaf, held inline without an allocation.
@@ -43,6 +44,16 @@ public struct TreeHash: Hashable, Sendable, CustomStringConvertible {
     /// The root of the empty tree: SHA-256 of the empty string (RFC 9162 §2.1.1).
     public static let emptyTree = TreeHash(digest: SHA256.hash(data: [UInt8]()))
 
+    /// SHA-256 of `bytes` by the same code as tree hashing (for checks and benchmarks).
+    public static func sha256(_ bytes: UnsafeRawBufferPointer) -> TreeHash {
+        var context = caduceus_sha256_ctx()
+        caduceus_sha256_init(&context)
+        caduceus_sha256_update(&context, bytes.baseAddress, bytes.count)
+        var hash = TreeHash(value: SIMD32())
+        withUnsafeMutableBytes(of: &hash.value) { caduceus_sha256_final(&context, $0.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
+        return hash
+    }
+
     /// Hashes a leaf: `SHA-256(0x00 ‖ entry)`.
     public static func leaf(_ entry: some Collection<UInt8>) -> TreeHash {
         if let hash = entry.withContiguousStorageIfAvailable({ leaf(buffer: UnsafeRawBufferPointer($0)) }) {
@@ -53,21 +64,28 @@ public struct TreeHash: Hashable, Sendable, CustomStringConvertible {
 
     /// Hashes a leaf from raw bytes: `SHA-256(0x00 ‖ entry)`.
     public static func leaf(buffer entry: UnsafeRawBufferPointer) -> TreeHash {
-        var hasher = SHA256()
-        withUnsafeBytes(of: UInt8(0)) { hasher.update(bufferPointer: $0) }
-        hasher.update(bufferPointer: entry)
-        return TreeHash(digest: hasher.finalize())
+        var hash = TreeHash(value: SIMD32())
+        withUnsafeMutableBytes(of: &hash.value) { digest in
+            caduceus_sha256_prefixed(
+                0, entry.baseAddress, entry.count, nil, 0, digest.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
+        return hash
     }
 
     /// Hashes an interior node: `SHA-256(0x01 ‖ left ‖ right)`.
     public static func node(_ left: TreeHash, _ right: TreeHash) -> TreeHash {
-        withUnsafeTemporaryAllocation(byteCount: 65, alignment: 16) { buffer in
-            buffer.storeBytes(of: 1, toByteOffset: 0, as: UInt8.self)
-            buffer.storeBytes(of: left.value, toByteOffset: 1, as: SIMD32<UInt8>.self)
-            buffer.storeBytes(of: right.value, toByteOffset: 33, as: SIMD32<UInt8>.self)
-            var hasher = SHA256()
-            hasher.update(bufferPointer: UnsafeRawBufferPointer(buffer))
-            return TreeHash(digest: hasher.finalize())
+        var hash = TreeHash(value: SIMD32())
+        withUnsafeBytes(of: left.value) { l in
+            withUnsafeBytes(of: right.value) { r in
+                withUnsafeMutableBytes(of: &hash.value) { digest in
+                    caduceus_sha256_prefixed(
+                        1, l.baseAddress, 32, r.baseAddress, 32, digest.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                }
+            }
         }
+        return hash
     }
+
+    /// Whether tree hashing uses the processor's SHA extensions.
+    public static var isAccelerated: Bool { caduceus_sha256_accelerated() != 0 }
 }

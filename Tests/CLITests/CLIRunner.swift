@@ -1,0 +1,74 @@
+import Foundation
+
+/// Runs the real `caduceus` executable built beside the test bundle.
+enum CLI {
+    static let executable: URL = {
+        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var folder = URL(fileURLWithPath: me).deletingLastPathComponent()
+        // On some platforms the test binary sits inside a bundle folder; walk up to the products folder.
+        while !FileManager.default.fileExists(atPath: folder.appendingPathComponent("caduceus").path),
+            folder.path != "/"
+        {
+            folder.deleteLastPathComponent()
+        }
+        return folder.appendingPathComponent("caduceus")
+    }()
+
+    struct Result {
+        var status: Int32
+        var stdout: Data
+        var stderr: String
+        var text: String { String(decoding: stdout, as: UTF8.self) }
+    }
+
+    /// Runs `caduceus args…` with `input` on standard input and waits for it.
+    @discardableResult
+    static func run(_ args: [String], input: Data = Data()) throws -> Result {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = args
+        let stdin = Pipe()
+        let stdout = Pipe()
+        let stderr = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stderr
+        try process.run()
+        let writer = Thread {
+            stdin.fileHandleForWriting.write(input)
+            try? stdin.fileHandleForWriting.close()
+        }
+        writer.start()
+        var errorData = Data()
+        let errorReader = Thread { errorData = stderr.fileHandleForReading.readDataToEndOfFile() }
+        errorReader.start()
+        let out = stdout.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        while errorReader.isExecuting || !errorReader.isFinished { usleep(1000) }
+        return Result(status: process.terminationStatus, stdout: out, stderr: String(decoding: errorData, as: UTF8.self))
+    }
+}
+
+/// A fresh directory for one test.
+struct Scratch {
+    let path: String
+
+    init() throws {
+        path = FileManager.default.temporaryDirectory.path + "/caduceus-cli-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+
+    func write(_ name: String, _ text: String) throws -> String {
+        let file = path + "/" + name
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+}
+
+/// A JSON line for `audit append`.
+func eventLine(_ n: Int, details: Bool = false) -> String {
+    let base = #"{"actor":{"id":"usr-\#(n % 9)","type":"user"},"action":"dataset.object.read","resource":{"type":"dataset","id":"ds-\#(n % 4)"},"outcome":"success","tenant":"tnt-a","purposeOfUse":"TREAT","requestId":"req-\#(n)","sourceAddress":"127.0.0.1","id":"evt-\#(n)""#
+    return base + (details ? #","details":{"patientMrn":"MRN-\#(n)"}}"# : "}")
+}
