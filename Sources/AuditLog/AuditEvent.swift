@@ -26,6 +26,13 @@ public struct AuditEvent: Codable, Sendable, Equatable {
             self.id = id
             self.type = type
         }
+
+        public init(from decoder: any Decoder) throws {
+            try AuditEventValidation.refuseUnknownKeys(decoder, known: ["id", "type"], in: "actor")
+            let container = try decoder.container(keyedBy: AuditEventValidation.AnyKey.self)
+            id = try container.decode(String.self, forKey: .init(stringValue: "id"))
+            type = try container.decode(String.self, forKey: .init(stringValue: "type"))
+        }
     }
 
     /// What was acted on.
@@ -39,6 +46,13 @@ public struct AuditEvent: Codable, Sendable, Equatable {
         public init(type: String, id: String) {
             self.type = type
             self.id = id
+        }
+
+        public init(from decoder: any Decoder) throws {
+            try AuditEventValidation.refuseUnknownKeys(decoder, known: ["id", "type"], in: "resource")
+            let container = try decoder.container(keyedBy: AuditEventValidation.AnyKey.self)
+            id = try container.decode(String.self, forKey: .init(stringValue: "id"))
+            type = try container.decode(String.self, forKey: .init(stringValue: "type"))
         }
     }
 
@@ -166,7 +180,8 @@ public struct AuditEvent: Codable, Sendable, Equatable {
         if let requestId { try V.identifier(requestId, "requestId") }
         if let sourceAddress {
             guard (2...45).contains(sourceAddress.utf8.count),
-                sourceAddress.utf8.allSatisfy({ V.isHexDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: ":") })
+                sourceAddress.utf8.allSatisfy({ V.isHexDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: ":") }
+                )
             else { throw V.bad("sourceAddress", "must be an IP address") }
         }
         if let payload {
@@ -215,10 +230,10 @@ enum AuditEventValidation {
     }
 
     /// Refuses fields the schema does not know: an unknown field is where free text would slip in.
-    static func refuseUnknownKeys(_ decoder: any Decoder, known: [String]) throws {
+    static func refuseUnknownKeys(_ decoder: any Decoder, known: [String], in parent: String? = nil) throws {
         let keys = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue)
         if let unknown = keys.first(where: { !known.contains($0) }) {
-            throw bad(unknown, "is not part of the audit event schema")
+            throw bad(parent.map { "\($0).\(unknown)" } ?? unknown, "is not part of the audit event schema")
         }
     }
 }

@@ -26,7 +26,8 @@ public final class AuditTrail: Sendable {
         try event.validate()
         if let details {
             guard event.payload == nil else {
-                throw CaduceusError(code: "audit.event.malformed", message: "an event with details may not name a payload")
+                throw CaduceusError(
+                    code: "audit.event.malformed", message: "an event with details may not name a payload")
             }
             event.payload = try payloads.put(try CanonicalJSON.encode(details))
         }

@@ -18,12 +18,14 @@ public enum FHIRAuditExport {
             purposes.append(concept("http://terminology.hl7.org/CodeSystem/v3-ActCode", "BTG", "break the glass"))
         }
         var agent: [String: JSONValue] = [
-            "type": concept("http://terminology.hl7.org/CodeSystem/extra-security-role-type", "humanuser", "human user"),
+            "type": concept(
+                "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "humanuser", "human user"),
             "who": .object(["identifier": identifier("urn:caduceus:\(event.actor.type)", event.actor.id)]),
             "requestor": .bool(true),
         ]
         if event.actor.type != "user" {
-            agent["type"] = concept("http://terminology.hl7.org/CodeSystem/extra-security-role-type", "dataprocessor", "data processor")
+            agent["type"] = concept(
+                "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "dataprocessor", "data processor")
         }
         if let session = event.session { agent["altId"] = .string(session) }
         if let address = event.sourceAddress {
@@ -50,7 +52,9 @@ public enum FHIRAuditExport {
             entities.append(
                 .object([
                     "what": .object(["identifier": .object(["value": .string(requestId)])]),
-                    "type": coding("https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType", "XrequestId", "X-Request-Id"),
+                    "type": coding(
+                        "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType", "XrequestId",
+                        "X-Request-Id"),
                 ]))
         }
         if let payload = event.payload {
@@ -74,7 +78,9 @@ public enum FHIRAuditExport {
             "source": .object([
                 "site": .string(origin),
                 "observer": .object(["display": .string("Caduceus")]),
-                "type": .array([coding("http://terminology.hl7.org/CodeSystem/security-source-type", "4", "Application Server")]),
+                "type": .array([
+                    coding("http://terminology.hl7.org/CodeSystem/security-source-type", "4", "Application Server")
+                ]),
             ]),
             "entity": .array(entities),
         ]

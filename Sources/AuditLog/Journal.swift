@@ -38,7 +38,9 @@ struct JournalRecord: Equatable {
 
     /// Decodes the record at `offset`; nil if the bytes there are not a whole, intact record.
     static func decode(_ bytes: [UInt8], at offset: Int) -> (record: JournalRecord, length: Int)? {
-        guard offset + 8 <= bytes.count, bytes.readBigEndian(UInt32.self, at: offset) == Journal.magic else { return nil }
+        guard offset + 8 <= bytes.count, bytes.readBigEndian(UInt32.self, at: offset) == Journal.magic else {
+            return nil
+        }
         let bodyLength = Int(bytes.readBigEndian(UInt32.self, at: offset + 4))
         let total = 8 + bodyLength + 32
         guard bodyLength >= 14, offset + total <= bytes.count else { return nil }
@@ -125,7 +127,9 @@ struct Journal {
     private static func containsIntactRecord(_ bytes: [UInt8], after offset: Int) -> Bool {
         var i = offset + 1
         while i + 8 <= bytes.count {
-            if bytes.readBigEndian(UInt32.self, at: i) == magic, JournalRecord.decode(bytes, at: i) != nil { return true }
+            if bytes.readBigEndian(UInt32.self, at: i) == magic, JournalRecord.decode(bytes, at: i) != nil {
+                return true
+            }
             i += 1
         }
         return false
@@ -135,7 +139,9 @@ struct Journal {
         let fd = open(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileSystem.failure("cannot open", path) }
         defer { _ = closeDescriptor(fd) }
-        guard ftruncate(fd, off_t(length)) == 0, fsync(fd) == 0 else { throw FileSystem.failure("cannot truncate", path) }
+        guard ftruncate(fd, off_t(length)) == 0, fsync(fd) == 0 else {
+            throw FileSystem.failure("cannot truncate", path)
+        }
     }
 
     /// Opens (creating if needed) the segment that starts at `firstIndex` for appending.

@@ -11,7 +11,8 @@ enum LogRecovery {
         var materialized: SignedCheckpoint
     }
 
-    static func recover(directory: String, journalDirectory: String, signer: NoteSigner, logger: Logger) throws -> State {
+    static func recover(directory: String, journalDirectory: String, signer: NoteSigner, logger: Logger) throws -> State
+    {
         let key = signer.verifierKey
         var materialized: SignedCheckpoint
         if let note = try FileSystem.readIfPresent(directory + "/checkpoint") {
@@ -25,7 +26,8 @@ enum LogRecovery {
         guard frontier.root == materialized.checkpoint.root else {
             throw CaduceusError(
                 code: "audit.recovery",
-                message: "the tiles in \(directory) do not match its checkpoint of size \(materialized.checkpoint.size)")
+                message: "the tiles in \(directory) do not match its checkpoint of size \(materialized.checkpoint.size)"
+            )
         }
         var tiles = try reader.tileBuilder()
         var last = materialized

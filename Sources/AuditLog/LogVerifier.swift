@@ -182,7 +182,8 @@ public struct LogVerifier: Sendable {
                 throw failure(error.message)
             }
             guard entries.count == Int(width) else {
-                throw failure("\(TileLayout.bundlePath(index: index, width: width)) holds \(entries.count) entries, not \(width)")
+                throw failure(
+                    "\(TileLayout.bundlePath(index: index, width: width)) holds \(entries.count) entries, not \(width)")
             }
             var leaves: [UInt8] = []
             leaves.reserveCapacity(entries.count * 32)

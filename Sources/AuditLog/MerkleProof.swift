@@ -72,7 +72,8 @@ public enum MerkleProof {
     }
 
     /// The root of leaves `start ..< end`, where `start` is aligned as in RFC 9162's decomposition.
-    public static func subtreeRoot(_ start: UInt64, _ end: UInt64, _ reader: some SubtreeHashReader) throws -> TreeHash {
+    public static func subtreeRoot(_ start: UInt64, _ end: UInt64, _ reader: some SubtreeHashReader) throws -> TreeHash
+    {
         let n = end - start
         if n & (n - 1) == 0 {
             let height = n.trailingZeroBitCount

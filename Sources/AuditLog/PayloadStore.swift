@@ -48,7 +48,8 @@ public struct PayloadStore: Sendable {
             let box = try AES.GCM.SealedBox(combined: bytes)
             opened = Array(try AES.GCM.open(box, using: key, authenticating: Array(commitment.utf8)))
         } catch {
-            throw CaduceusError(code: "audit.payload", message: "payload \(commitment) does not open", underlying: error)
+            throw CaduceusError(
+                code: "audit.payload", message: "payload \(commitment) does not open", underlying: error)
         }
         guard opened.count >= 32 else { throw CaduceusError(code: "audit.payload", message: "payload is too short") }
         let payload = Array(opened[32...])

@@ -33,7 +33,8 @@ struct TileBuilder {
         withUnsafeBytes(of: hash.value) { edges[level].append(contentsOf: $0) }
         if edges[level].count == Int(TileLayout.width) * 32 {
             completed.append(
-                TileFile(path: TileLayout.tilePath(level: level, index: index / TileLayout.width), bytes: edges[level],
+                TileFile(
+                    path: TileLayout.tilePath(level: level, index: index / TileLayout.width), bytes: edges[level],
                     isFull: true))
             edges[level].removeAll(keepingCapacity: true)
         }
@@ -44,7 +45,8 @@ struct TileBuilder {
         TileLayout.appendEntry(entry, to: &bundle)
         bundleCount += 1
         if bundleCount == TileLayout.width {
-            completed.append(TileFile(path: TileLayout.bundlePath(index: size / TileLayout.width), bytes: bundle, isFull: true))
+            completed.append(
+                TileFile(path: TileLayout.bundlePath(index: size / TileLayout.width), bytes: bundle, isFull: true))
             bundle.removeAll(keepingCapacity: true)
             bundleCount = 0
         }
@@ -60,12 +62,14 @@ struct TileBuilder {
             let count = TileLayout.hashCount(level: level, size: size)
             files.append(
                 TileFile(
-                    path: TileLayout.tilePath(level: level, index: count / TileLayout.width, width: count % TileLayout.width),
+                    path: TileLayout.tilePath(
+                        level: level, index: count / TileLayout.width, width: count % TileLayout.width),
                     bytes: edge, isFull: false))
         }
         if bundleCount > 0 {
             files.append(
-                TileFile(path: TileLayout.bundlePath(index: size / TileLayout.width, width: bundleCount), bytes: bundle,
+                TileFile(
+                    path: TileLayout.bundlePath(index: size / TileLayout.width, width: bundleCount), bytes: bundle,
                     isFull: false))
         }
         return files

@@ -46,7 +46,9 @@ public final class TileReader: SubtreeHashReader {
 
     private func readTile(level: Int, index: UInt64, width: UInt64) throws -> [UInt8] {
         let path = { (w: UInt64) in
-            level < 0 ? TileLayout.bundlePath(index: index, width: w) : TileLayout.tilePath(level: level, index: index, width: w)
+            level < 0
+                ? TileLayout.bundlePath(index: index, width: w)
+                : TileLayout.tilePath(level: level, index: index, width: w)
         }
         if width < TileLayout.width, let partial = try FileSystem.readIfPresent(directory + "/" + path(width)) {
             return try check(partial, level: level, width: width, name: path(width))
@@ -66,7 +68,8 @@ public final class TileReader: SubtreeHashReader {
     private func check(_ bytes: [UInt8], level: Int, width: UInt64, name: String) throws -> [UInt8] {
         if level >= 0 {
             guard bytes.count == Int(width) * 32 else {
-                throw CaduceusError(code: "audit.tile.malformed", message: "\(name) has \(bytes.count) bytes, not \(width * 32)")
+                throw CaduceusError(
+                    code: "audit.tile.malformed", message: "\(name) has \(bytes.count) bytes, not \(width * 32)")
             }
         } else {
             guard let entries = TileLayout.parseBundle(bytes), entries.count == Int(width) else {
@@ -80,7 +83,8 @@ public final class TileReader: SubtreeHashReader {
     public func entries(bundle index: UInt64) throws -> [ArraySlice<UInt8>] {
         let bytes = try tile(level: -1, index: index)
         guard let entries = TileLayout.parseBundle(bytes) else {
-            throw CaduceusError(code: "audit.tile.malformed", message: "\(TileLayout.bundlePath(index: index)) is malformed")
+            throw CaduceusError(
+                code: "audit.tile.malformed", message: "\(TileLayout.bundlePath(index: index)) is malformed")
         }
         return entries
     }
@@ -110,7 +114,9 @@ public final class TileReader: SubtreeHashReader {
         }
         if rest == 0 { return try storedHash(level: level, index: index) }
         let tileIndex = first / TileLayout.width
-        let isFull = TileLayout.width(index: tileIndex, count: TileLayout.hashCount(level: level, size: size)) == TileLayout.width
+        let isFull =
+            TileLayout.width(index: tileIndex, count: TileLayout.hashCount(level: level, size: size))
+            == TileLayout.width
         if let nodes, isFull, rest >= TileNodeCache.lowestKept {
             let key = TileNodeCache.Key(directory: directory, level: level, index: tileIndex)
             let upper = try nodes.upperNodes(key) { try tile(level: level, index: tileIndex) }
@@ -129,7 +135,9 @@ public final class TileReader: SubtreeHashReader {
 
     /// The frontier of the tree, read from its tiles.
     public func frontier() throws -> MerkleFrontier {
-        let hashes = try MerkleFrontier.subtreeCoordinates(size: size).map { try hash(height: $0.height, index: $0.index) }
+        let hashes = try MerkleFrontier.subtreeCoordinates(size: size).map {
+            try hash(height: $0.height, index: $0.index)
+        }
         guard let frontier = MerkleFrontier(size: size, subtrees: hashes) else {
             throw CaduceusError(code: "audit.tile.malformed", message: "cannot rebuild the tree's right edge")
         }

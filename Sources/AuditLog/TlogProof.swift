@@ -40,7 +40,8 @@ public struct TlogProof: Sendable, Equatable {
         var split = 0
         while split + 1 < text.count && !(text[split] == 0x0A && text[split + 1] == 0x0A) { split += 1 }
         guard split + 1 < text.count else { throw bad("no blank line before the checkpoint") }
-        let lines = String(decoding: text[0..<split], as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        let lines = String(decoding: text[0..<split], as: UTF8.self).split(
+            separator: "\n", omittingEmptySubsequences: false)
         guard lines.first == Substring(Self.header) else { throw bad("missing header") }
         var rest = lines.dropFirst()
         if let line = rest.first, line.hasPrefix("extra ") {

@@ -244,7 +244,8 @@ public final class TransparencyLog: @unchecked Sendable {
             }
             for (offset, item) in batch.enumerated() { item.waiter.resume(returning: first + UInt64(offset)) }
         } catch {
-            let failure = error as? CaduceusError
+            let failure =
+                error as? CaduceusError
                 ?? CaduceusError(code: "audit.io", message: "cannot commit to the audit log", underlying: error)
             logger.critical("audit log commit failed; the log now refuses appends", metadata: ["error": "\(failure)"])
             fail(with: failure)
@@ -295,7 +296,8 @@ public final class TransparencyLog: @unchecked Sendable {
             do {
                 try materializer.write(job)
             } catch {
-                failure = error as? CaduceusError
+                failure =
+                    error as? CaduceusError
                     ?? CaduceusError(code: "audit.io", message: "cannot write audit tiles", underlying: error)
                 logger.critical("audit tiles could not be written", metadata: ["error": "\(error)"])
             }
@@ -311,7 +313,8 @@ public final class TransparencyLog: @unchecked Sendable {
                 ready = shared.syncWaiters.filter { $0.size <= job.checkpoint.checkpoint.size }.map(\.waiter)
                 shared.syncWaiters.removeAll { $0.size <= job.checkpoint.checkpoint.size }
             }
-            let result = shared.failure.map { Result<SignedCheckpoint, any Error>.failure($0) } ?? .success(job.checkpoint)
+            let result =
+                shared.failure.map { Result<SignedCheckpoint, any Error>.failure($0) } ?? .success(job.checkpoint)
             lock.signal(Self.committerWake)
             lock.unlock()
             for waiter in ready { waiter.resume(with: result) }

@@ -50,7 +50,9 @@ public struct TreeHash: Hashable, Sendable, CustomStringConvertible {
         caduceus_sha256_init(&context)
         caduceus_sha256_update(&context, bytes.baseAddress, bytes.count)
         var hash = TreeHash(value: SIMD32())
-        withUnsafeMutableBytes(of: &hash.value) { caduceus_sha256_final(&context, $0.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
+        withUnsafeMutableBytes(of: &hash.value) {
+            caduceus_sha256_final(&context, $0.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
         return hash
     }
 
@@ -79,7 +81,8 @@ public struct TreeHash: Hashable, Sendable, CustomStringConvertible {
             withUnsafeBytes(of: right.value) { r in
                 withUnsafeMutableBytes(of: &hash.value) { digest in
                     caduceus_sha256_prefixed(
-                        1, l.baseAddress, 32, r.baseAddress, 32, digest.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                        1, l.baseAddress, 32, r.baseAddress, 32, digest.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                    )
                 }
             }
         }

@@ -86,7 +86,8 @@ struct EventInput: Sendable {
                 throw CLIError("an event must be a JSON object")
             }
             details = fields.removeValue(forKey: "details")
-            if let details, case .object = details {} else if details != nil {
+            if let details, case .object = details {
+            } else if details != nil {
                 throw CLIError("'details' must be an object")
             }
             if fields["version"] == nil { fields["version"] = .integer(Int64(AuditEvent.currentVersion)) }
@@ -114,7 +115,8 @@ struct EventInput: Sendable {
     static func describe(_ error: DecodingError) -> String {
         switch error {
         case .keyNotFound(let key, let context):
-            return "missing field '\((context.codingPath.map(\.stringValue) + [key.stringValue]).joined(separator: "."))'"
+            return
+                "missing field '\((context.codingPath.map(\.stringValue) + [key.stringValue]).joined(separator: "."))'"
         case .typeMismatch(_, let context), .valueNotFound(_, let context):
             return "field '\(context.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type"
         case .dataCorrupted(let context):

@@ -45,7 +45,8 @@ struct AuditExport: AsyncParsableCommand {
         }
         if format == .fhir {
             buffer += Array(
-                "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"timestamp\":\"\(RFC3339.format(SystemWallClock().now()))\",\"entry\":[".utf8)
+                "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"timestamp\":\"\(RFC3339.format(SystemWallClock().now()))\",\"entry\":["
+                    .utf8)
         }
         var index: UInt64 = 0
         let bundles = (checkpoint.size + 255) / 256
@@ -96,7 +97,9 @@ struct AuditPayload: AsyncParsableCommand {
             StandardStreams.line("deleted \(commitment)")
             return
         }
-        guard let payload = try store.get(commitment) else { throw CLIError("no payload \(commitment): deleted or never stored") }
+        guard let payload = try store.get(commitment) else {
+            throw CLIError("no payload \(commitment): deleted or never stored")
+        }
         StandardStreams.write(payload + [0x0A])
     }
 }

@@ -109,7 +109,7 @@ struct AuditCheckProof: AsyncParsableCommand {
         let checkpoint: Checkpoint
         do {
             checkpoint = try parsed.verify(entry: bytes, key: key)
-        } catch where bytes.last == 0x0A {
+        } catch  where bytes.last == 0x0A {
             bytes.removeLast()
             checkpoint = try parsed.verify(entry: bytes, key: key)
         }

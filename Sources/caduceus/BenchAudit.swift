@@ -126,7 +126,9 @@ struct BenchAudit: AsyncParsableCommand {
     /// Writes `n` as the 12 digits of the template's event ID.
     static func stamp(_ entry: inout [UInt8], _ n: Int) {
         let marker = Array("evt-".utf8)
-        guard let at = (0..<(entry.count - 16)).first(where: { entry[$0..<($0 + 4)].elementsEqual(marker) }) else { return }
+        guard let at = (0..<(entry.count - 16)).first(where: { entry[$0..<($0 + 4)].elementsEqual(marker) }) else {
+            return
+        }
         var value = n
         for i in stride(from: at + 15, through: at + 4, by: -1) {
             entry[i] = UInt8(48 + value % 10)

@@ -1,8 +1,9 @@
-@testable import AuditLog
 import CaduceusCore
 import Crypto
 import Foundation
 import Testing
+
+@testable import AuditLog
 
 struct AuditEventTests {
     @Test("events encode as canonical JSON: sorted keys, no white space, same bytes every time")
@@ -11,7 +12,9 @@ struct AuditEventTests {
         let bytes = try event.canonicalEntry()
         #expect(bytes == (try sampleEvent(3).canonicalEntry()))
         let text = String(decoding: bytes, as: UTF8.self)
-        #expect(text.hasPrefix(#"{"action":"dataset.object.read","actor":{"id":"usr-3","type":"user"},"breakGlass":false,"#))
+        #expect(
+            text.hasPrefix(#"{"action":"dataset.object.read","actor":{"id":"usr-3","type":"user"},"breakGlass":false,"#)
+        )
         #expect(!text.contains(" ") && !text.contains("\n"))
         #expect(try AuditEvent.decode(entry: bytes) == event)
     }
@@ -21,6 +24,8 @@ struct AuditEventTests {
         arguments: [
             #"{"version":1,"id":"e1","time":"2026-01-01T00:00:00.000Z","actor":{"id":"u1","type":"user"},"action":"dataset.read","resource":{"type":"dataset","id":"Jane Doe"},"outcome":"success","breakGlass":false}"#,
             #"{"version":1,"id":"e1","time":"2026-01-01T00:00:00.000Z","actor":{"id":"u1","type":"user"},"action":"dataset.read","resource":{"type":"dataset","id":"d1"},"outcome":"success","breakGlass":false,"patientName":"Jane Doe"}"#,
+            #"{"version":1,"id":"e1","time":"2026-01-01T00:00:00.000Z","actor":{"id":"u1","type":"user","name":"Dr Jane Doe"},"action":"dataset.read","resource":{"type":"dataset","id":"d1"},"outcome":"success"}"#,
+            #"{"version":1,"id":"e1","time":"2026-01-01T00:00:00.000Z","actor":{"id":"u1","type":"user"},"action":"dataset.read","resource":{"type":"dataset","id":"d1","patient":"MRN-1"},"outcome":"success"}"#,
             #"{"version":1,"id":"e1","time":"yesterday","actor":{"id":"u1","type":"user"},"action":"dataset.read","resource":{"type":"dataset","id":"d1"},"outcome":"success"}"#,
             #"{"version":1,"id":"e1","time":"2026-01-01T00:00:00.000Z","actor":{"id":"u1","type":"robot"},"action":"dataset.read","resource":{"type":"dataset","id":"d1"},"outcome":"success"}"#,
             #"{"version":1,"id":"e1","time":"2026-01-01T00:00:00.000Z","actor":{"id":"u1","type":"user"},"action":"Read PHI","resource":{"type":"dataset","id":"d1"},"outcome":"success"}"#,
@@ -84,7 +89,8 @@ struct AuditEventTests {
         var event = sampleEvent(4, outcome: .denied)
         event.breakGlass = true
         event.purposeOfUse = "ETREAT"
-        guard case .object(let resource) = FHIRAuditExport.resource(for: event, index: 41, origin: "log.example/audit") else {
+        guard case .object(let resource) = FHIRAuditExport.resource(for: event, index: 41, origin: "log.example/audit")
+        else {
             Issue.record("not an object")
             return
         }

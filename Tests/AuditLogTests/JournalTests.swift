@@ -1,6 +1,7 @@
-@testable import AuditLog
 import Foundation
 import Testing
+
+@testable import AuditLog
 
 struct JournalTests {
     static func record(_ first: UInt64, _ count: Int) -> JournalRecord {

@@ -1,6 +1,7 @@
-@testable import AuditLog
 import Crypto
 import Testing
+
+@testable import AuditLog
 
 struct MerkleTreeTests {
     @Test("leaf and node hashes follow RFC 9162 §2.1.1")
@@ -71,7 +72,8 @@ struct MerkleTreeTests {
                 let path = try MerkleProof.inclusionPath(index: UInt64(index), size: UInt64(size), reader: tree)
                 let proof = path.map(\.bytes)
                 let leaf = tree.leaves[index].bytes
-                try MerkleProof.verifyInclusion(leafHash: leaf, index: UInt64(index), size: UInt64(size), proof: proof, root: root)
+                try MerkleProof.verifyInclusion(
+                    leafHash: leaf, index: UInt64(index), size: UInt64(size), proof: proof, root: root)
                 #expect(throws: (any Error).self) {
                     try MerkleProof.verifyInclusion(
                         leafHash: leaf, index: UInt64(index), size: UInt64(size), proof: proof + [leaf], root: root)
@@ -85,7 +87,8 @@ struct MerkleTreeTests {
                     }
                     #expect(throws: (any Error).self) {
                         try MerkleProof.verifyInclusion(
-                            leafHash: leaf, index: UInt64(index), size: UInt64(size), proof: Array(proof.dropLast()), root: root)
+                            leafHash: leaf, index: UInt64(index), size: UInt64(size), proof: Array(proof.dropLast()),
+                            root: root)
                     }
                 }
             }
@@ -97,11 +100,13 @@ struct MerkleTreeTests {
         let tree = MemoryTree(size: 50)
         for newSize in 1...50 {
             for oldSize in 1...newSize {
-                let path = try MerkleProof.consistencyPath(oldSize: UInt64(oldSize), newSize: UInt64(newSize), reader: tree)
+                let path = try MerkleProof.consistencyPath(
+                    oldSize: UInt64(oldSize), newSize: UInt64(newSize), reader: tree)
                 let proof = path.map(\.bytes)
                 let old = tree.root(size: oldSize).bytes
                 let new = tree.root(size: newSize).bytes
-                try MerkleProof.verifyConsistency(size1: UInt64(oldSize), size2: UInt64(newSize), proof: proof, root1: old, root2: new)
+                try MerkleProof.verifyConsistency(
+                    size1: UInt64(oldSize), size2: UInt64(newSize), proof: proof, root1: old, root2: new)
                 if oldSize < newSize {
                     var flipped = proof
                     flipped[0][0] ^= 0x80
@@ -129,17 +134,20 @@ struct MerkleTreeTests {
             try MerkleProof.verifyInclusion(leafHash: leaf, index: 8, size: 8, proof: proof, root: root)
         }
         #expect(throws: (any Error).self) {
-            try MerkleProof.verifyInclusion(leafHash: Array(leaf.dropLast()), index: 3, size: 8, proof: proof, root: root)
+            try MerkleProof.verifyInclusion(
+                leafHash: Array(leaf.dropLast()), index: 3, size: 8, proof: proof, root: root)
         }
         #expect(throws: (any Error).self) {
             try MerkleProof.verifyInclusion(
                 leafHash: leaf, index: 3, size: 8, proof: [Array(proof[0].dropLast())] + proof.dropFirst(), root: root)
         }
         #expect(throws: (any Error).self) {
-            try MerkleProof.verifyConsistency(size1: 3, size2: 8, proof: [], root1: tree.root(size: 3).bytes, root2: root)
+            try MerkleProof.verifyConsistency(
+                size1: 3, size2: 8, proof: [], root1: tree.root(size: 3).bytes, root2: root)
         }
         #expect(throws: (any Error).self) {
-            try MerkleProof.verifyConsistency(size1: 0, size2: 8, proof: [], root1: TreeHash.emptyTree.bytes, root2: root)
+            try MerkleProof.verifyConsistency(
+                size1: 0, size2: 8, proof: [], root1: TreeHash.emptyTree.bytes, root2: root)
         }
     }
 }

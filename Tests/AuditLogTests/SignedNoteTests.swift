@@ -1,7 +1,8 @@
-@testable import AuditLog
 import Crypto
 import Foundation
 import Testing
+
+@testable import AuditLog
 
 struct SignedNoteTests {
     struct GoVector: Decodable {
@@ -26,8 +27,11 @@ struct SignedNoteTests {
     func keyHash() throws {
         let signer = try NoteSigner.generate(name: "example.org/log")
         let key = signer.verifierKey
-        let digest = Array(SHA256.hash(data: Array("example.org/log".utf8) + [0x0A, 0x01] + Array(key.publicKey.rawRepresentation)))
-        #expect(key.keyHash == UInt32(digest[0]) << 24 | UInt32(digest[1]) << 16 | UInt32(digest[2]) << 8 | UInt32(digest[3]))
+        let digest = Array(
+            SHA256.hash(data: Array("example.org/log".utf8) + [0x0A, 0x01] + Array(key.publicKey.rawRepresentation)))
+        #expect(
+            key.keyHash == UInt32(digest[0]) << 24 | UInt32(digest[1]) << 16 | UInt32(digest[2]) << 8
+                | UInt32(digest[3]))
         #expect(try NoteVerifierKey(vkey: key.vkey) == key)
     }
 
@@ -41,7 +45,9 @@ struct SignedNoteTests {
         #expect(throws: (any Error).self) { try key.open(Array(vector.text.utf8)) }
         let other = try NoteSigner.generate(name: "PeterNeumann")
         #expect(throws: (any Error).self) { try other.verifierKey.open(Array(vector.note.utf8)) }
-        #expect(throws: (any Error).self) { try NoteVerifierKey(vkey: "PeterNeumann+c74f20a4" + vector.vkey.dropFirst(21)) }
+        #expect(throws: (any Error).self) {
+            try NoteVerifierKey(vkey: "PeterNeumann+c74f20a4" + vector.vkey.dropFirst(21))
+        }
         #expect(throws: (any Error).self) { try NoteVerifierKey(vkey: "not a key") }
         #expect(throws: (any Error).self) { try NoteSigner.generate(name: "has space") }
         #expect(throws: (any Error).self) { try other.sign("no final newline") }
@@ -65,10 +71,12 @@ struct SignedNoteTests {
         let one = Checkpoint(origin: "example.org/log", size: 1, root: TreeHash.leaf([1]))
         _ = try checkpoints.sign(one, extending: .emptyTree)
         #expect(throws: (any Error).self) {
-            try checkpoints.sign(Checkpoint(origin: "example.org/log", size: 2, root: TreeHash.leaf([2])), extending: TreeHash.leaf([9]))
+            try checkpoints.sign(
+                Checkpoint(origin: "example.org/log", size: 2, root: TreeHash.leaf([2])), extending: TreeHash.leaf([9]))
         }
         #expect(throws: (any Error).self) {
-            try checkpoints.sign(Checkpoint(origin: "example.org/log", size: 1, root: TreeHash.leaf([3])), extending: one.root)
+            try checkpoints.sign(
+                Checkpoint(origin: "example.org/log", size: 1, root: TreeHash.leaf([3])), extending: one.root)
         }
         #expect(throws: (any Error).self) {
             try checkpoints.sign(Checkpoint(origin: "example.org/log", size: 0, root: .emptyTree), extending: one.root)

@@ -1,6 +1,7 @@
-@testable import AuditLog
 import Foundation
 import Testing
+
+@testable import AuditLog
 
 /// Mutates a verified log in every way an attacker or a failing disk might, and requires `verify` to fail.
 struct TamperEvidenceTests {
@@ -39,7 +40,10 @@ struct TamperEvidenceTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for worker in 0..<32 {
                 group.addTask {
-                    for i in 0..<2063 { _ = try await log.append(Array("w\(worker) e\(i) \(String(repeating: "x", count: i % 40))".utf8)) }
+                    for i in 0..<2063 {
+                        _ = try await log.append(
+                            Array("w\(worker) e\(i) \(String(repeating: "x", count: i % 40))".utf8))
+                    }
                 }
             }
             try await group.waitForAll()
@@ -81,7 +85,8 @@ struct TamperEvidenceTests {
                 case .dropEntry: entries.remove(at: i)
                 case .duplicateEntry: entries.insert(entries[i], at: i)
                 default:
-                    let j = entries.count > 1 ? (i + Int.random(in: 1..<entries.count, using: &random)) % entries.count : i
+                    let j =
+                        entries.count > 1 ? (i + Int.random(in: 1..<entries.count, using: &random)) % entries.count : i
                     if entries[i] == entries[j] { entries[i].append(0x20) } else { entries.swapAt(i, j) }
                 }
                 bytes = []

@@ -1,5 +1,6 @@
-@testable import AuditLog
 import Testing
+
+@testable import AuditLog
 
 struct TileLayoutTests {
     @Test(

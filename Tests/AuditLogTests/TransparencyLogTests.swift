@@ -1,7 +1,8 @@
-@testable import AuditLog
 import CaduceusCore
 import Foundation
 import Testing
+
+@testable import AuditLog
 
 struct TransparencyLogTests {
     @Test("concurrent appends get distinct indexes, each covered by a signed checkpoint")
@@ -125,12 +126,15 @@ struct TransparencyLogTests {
         let reader = TileReader(directory: dir.path + "/audit", size: checkpoint.size)
         for index in [0, 1, 255, 256, 511, 699] as [UInt64] {
             let proof = TlogProof(
-                index: index, hashes: try MerkleProof.inclusionPath(index: index, size: checkpoint.size, reader: reader),
+                index: index,
+                hashes: try MerkleProof.inclusionPath(index: index, size: checkpoint.size, reader: reader),
                 checkpoint: note)
             let parsed = try TlogProof(text: proof.text)
             #expect(parsed == proof)
             try parsed.verify(entry: try reader.entry(at: index), key: keys.signer.verifierKey)
-            #expect(throws: (any Error).self) { try parsed.verify(entry: Array("forged".utf8), key: keys.signer.verifierKey) }
+            #expect(throws: (any Error).self) {
+                try parsed.verify(entry: Array("forged".utf8), key: keys.signer.verifierKey)
+            }
         }
         for old in [1, 256, 300, 699] as [UInt64] {
             let path = try MerkleProof.consistencyPath(oldSize: old, newSize: checkpoint.size, reader: reader)

@@ -71,11 +71,13 @@ struct AuditCLITests {
         defer { scratch.remove() }
         let (log, vkey) = try makeLog(scratch, count: 5)
         let before = try Data(contentsOf: URL(fileURLWithPath: log + "/checkpoint"))
-        let bad = eventLine(5) + "\n" + #"{"actor":{"id":"usr-1","type":"user"},"action":"dataset.read","outcome":"success"}"#
+        let bad =
+            eventLine(5) + "\n" + #"{"actor":{"id":"usr-1","type":"user"},"action":"dataset.read","outcome":"success"}"#
         let missing = try CLI.run(["audit", "append", "--log", log], input: Data(bad.utf8))
         #expect(missing.status != 0)
         #expect(missing.stderr.contains("line 2") && missing.stderr.contains("resource"))
-        let huge = #"{"actor":{"id":"usr-1","type":"user"},"action":"dataset.read","resource":{"type":"dataset","id":"d"},"outcome":"success","id":"\#(String(repeating: "a", count: 70_000))"}"#
+        let huge =
+            #"{"actor":{"id":"usr-1","type":"user"},"action":"dataset.read","resource":{"type":"dataset","id":"d"},"outcome":"success","id":"\#(String(repeating: "a", count: 70_000))"}"#
         let oversize = try CLI.run(["audit", "append", "--log", log], input: Data(huge.utf8))
         #expect(oversize.status != 0)
         let notJSON = try CLI.run(["audit", "append", "--log", log], input: Data("patient Jane Doe\n".utf8))

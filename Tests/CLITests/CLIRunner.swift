@@ -3,7 +3,8 @@ import Foundation
 /// Runs the real `caduceus` executable built beside the test bundle.
 enum CLI {
     static let executable: URL = {
-        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let me =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var folder = URL(fileURLWithPath: me).deletingLastPathComponent()
         // On some platforms the test binary sits inside a bundle folder; walk up to the products folder.
         while !FileManager.default.fileExists(atPath: folder.appendingPathComponent("caduceus").path),
@@ -33,19 +34,40 @@ enum CLI {
         process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = stderr
+        signal(SIGPIPE, SIG_IGN)
         try process.run()
-        let writer = Thread {
-            stdin.fileHandleForWriting.write(input)
-            try? stdin.fileHandleForWriting.close()
-        }
-        writer.start()
-        var errorData = Data()
-        let errorReader = Thread { errorData = stderr.fileHandleForReading.readDataToEndOfFile() }
-        errorReader.start()
-        let out = stdout.fileHandleForReading.readDataToEndOfFile()
+        let out = Collector(stdout.fileHandleForReading)
+        let err = Collector(stderr.fileHandleForReading)
+        try? stdin.fileHandleForWriting.write(contentsOf: input)
+        try? stdin.fileHandleForWriting.close()
         process.waitUntilExit()
-        while errorReader.isExecuting || !errorReader.isFinished { usleep(1000) }
-        return Result(status: process.terminationStatus, stdout: out, stderr: String(decoding: errorData, as: UTF8.self))
+        let errorText = String(decoding: err.finish(), as: UTF8.self)
+        return Result(status: process.terminationStatus, stdout: out.finish(), stderr: errorText)
+    }
+}
+/// Collects a pipe's output on a thread of its own until end of file.
+final class Collector: @unchecked Sendable {
+    // Safe: `data` is touched only with `lock` held.
+    private let lock = NSLock()
+    private var data = Data()
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ handle: FileHandle) {
+        Thread { [self] in
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                lock.withLock { data.append(chunk) }
+            }
+            done.signal()
+        }.start()
+    }
+
+    var snapshot: Data { lock.withLock { data } }
+
+    func finish() -> Data {
+        done.wait()
+        return snapshot
     }
 }
 
@@ -69,6 +91,7 @@ struct Scratch {
 
 /// A JSON line for `audit append`.
 func eventLine(_ n: Int, details: Bool = false) -> String {
-    let base = #"{"actor":{"id":"usr-\#(n % 9)","type":"user"},"action":"dataset.object.read","resource":{"type":"dataset","id":"ds-\#(n % 4)"},"outcome":"success","tenant":"tnt-a","purposeOfUse":"TREAT","requestId":"req-\#(n)","sourceAddress":"127.0.0.1","id":"evt-\#(n)""#
+    let base =
+        #"{"actor":{"id":"usr-\#(n % 9)","type":"user"},"action":"dataset.object.read","resource":{"type":"dataset","id":"ds-\#(n % 4)"},"outcome":"success","tenant":"tnt-a","purposeOfUse":"TREAT","requestId":"req-\#(n)","sourceAddress":"127.0.0.1","id":"evt-\#(n)""#
     return base + (details ? #","details":{"patientMrn":"MRN-\#(n)"}}"# : "}")
 }

@@ -4,32 +4,6 @@ import Testing
 
 /// Kills a real appending process with SIGKILL at random moments and checks what survives.
 struct CrashRecoveryTests {
-    /// Collects a pipe's output on a thread of its own until end of file.
-    final class Collector: @unchecked Sendable {
-        // Safe: `data` is touched only with `lock` held.
-        private let lock = NSLock()
-        private var data = Data()
-        private let done = DispatchSemaphore(value: 0)
-
-        init(_ handle: FileHandle) {
-            Thread { [self] in
-                while true {
-                    let chunk = handle.availableData
-                    if chunk.isEmpty { break }
-                    lock.withLock { data.append(chunk) }
-                }
-                done.signal()
-            }.start()
-        }
-
-        var snapshot: Data { lock.withLock { data } }
-
-        func finish() -> Data {
-            done.wait()
-            return snapshot
-        }
-    }
-
     struct Ack: Decodable {
         var id: String
         var index: UInt64
@@ -90,14 +64,16 @@ struct CrashRecoveryTests {
             let checkpoint = try await recovered.sync().checkpoint
             try await recovered.close()
             let reader = TileReader(directory: log, size: checkpoint.size)
-            for (index, id) in acknowledged where index >= checkpoint.size - UInt64(min(Int(checkpoint.size), acks + 1024)) {
+            for (index, id) in acknowledged
+            where index >= checkpoint.size - UInt64(min(Int(checkpoint.size), acks + 1024)) {
                 let entry = String(decoding: try reader.entry(at: index), as: UTF8.self)
                 #expect(entry.contains("\"id\":\"\(id)\""), "round \(round): acknowledged index \(index) lost")
             }
             #expect(acknowledged.keys.max().map { $0 < checkpoint.size } ?? true)
             for earlier in checkpoints {
                 let root = earlier.size == 0 ? TreeHash.emptyTree : try MerkleProof.subtreeRoot(0, earlier.size, reader)
-                #expect(root == earlier.root, "round \(round): not consistent with the checkpoint of size \(earlier.size)")
+                #expect(
+                    root == earlier.root, "round \(round): not consistent with the checkpoint of size \(earlier.size)")
             }
             checkpoints.append(checkpoint)
             try FileManager.default.removeItem(atPath: input)
