@@ -27,10 +27,9 @@ public final class TransparencyLog: @unchecked Sendable {
     // Safe: `shared` is read and written only with `lock` held; `committer` only by the committer thread
     // once it runs (and by `init` before it starts), and so is `tiles`; `materializer` only by the
     // materialiser thread (and by `init`).
-    private let lock = ConditionLock(conditions: 3)
+    private let lock = ConditionLock(conditions: 2)
     private static let committerWake = 0
     private static let materializerWake = 1
-    private static let closed = 2
 
     private var shared: Shared
     private var committer: Committer
@@ -52,6 +51,7 @@ public final class TransparencyLog: @unchecked Sendable {
         var closing = false
         var committerDone = false
         var materializerDone = false
+        var closeWaiters: [CheckedContinuation<Void, any Error>] = []
         var latest: SignedCheckpoint
         var committedSize: UInt64
         var materialized: SignedCheckpoint
@@ -149,16 +149,28 @@ public final class TransparencyLog: @unchecked Sendable {
     }
 
     /// Commits what is queued, materialises everything, and stops the log's threads.
+    ///
+    /// The log must be closed once it is no longer needed: its threads keep it alive until then.
     public func close() async throws {
-        lock.lock()
-        shared.closing = true
-        lock.broadcast(Self.committerWake)
-        lock.broadcast(Self.materializerWake)
-        while !(shared.committerDone && shared.materializerDone) { lock.wait(Self.closed) }
-        let failure = shared.failure
-        lock.unlock()
-        committer.journal.close()
-        if let failure { throw failure }
+        try await withCheckedThrowingContinuation { (waiter: CheckedContinuation<Void, any Error>) in
+            lock.lock()
+            shared.closing = true
+            shared.closeWaiters.append(waiter)
+            lock.broadcast(Self.committerWake)
+            lock.broadcast(Self.materializerWake)
+            let finished = takeCloseWaitersIfStopped()
+            lock.unlock()
+            finished()
+        }
+    }
+
+    /// Once both threads have stopped, the close waiters and how to answer them (lock held).
+    private func takeCloseWaitersIfStopped() -> () -> Void {
+        guard shared.committerDone && shared.materializerDone else { return {} }
+        let waiters = shared.closeWaiters
+        shared.closeWaiters.removeAll()
+        let result: Result<Void, any Error> = shared.failure.map { .failure($0) } ?? .success(())
+        return { for waiter in waiters { waiter.resume(with: result) } }
     }
 
     private static let closedError = CaduceusError(code: "audit.closed", message: "the audit log is closed")
@@ -197,10 +209,12 @@ public final class TransparencyLog: @unchecked Sendable {
             while shared.materializing || shared.job != nil { lock.wait(Self.committerWake, nanoseconds: 1_000_000) }
             if shared.committedSize > shared.materialized.checkpoint.size { scheduleMaterialization() }
         }
+        committer.journal.close()
         shared.committerDone = true
         lock.broadcast(Self.materializerWake)
-        lock.broadcast(Self.closed)
+        let finished = takeCloseWaitersIfStopped()
         lock.unlock()
+        finished()
     }
 
     /// Whether tiles should be brought up to date now (lock held).
@@ -321,7 +335,8 @@ public final class TransparencyLog: @unchecked Sendable {
             lock.lock()
         }
         shared.materializerDone = true
-        lock.broadcast(Self.closed)
+        let finished = takeCloseWaitersIfStopped()
         lock.unlock()
+        finished()
     }
 }

@@ -29,7 +29,7 @@ struct AuditExport: AsyncParsableCommand {
         let note = try readCheckpoint(log)
         let checkpoint: Checkpoint
         if let vkey {
-            let key = try NoteVerifierKey(vkey: String(decoding: try StandardStreams.readInput(vkey), as: UTF8.self))
+            let key = try readVerifierKey(vkey)
             checkpoint = try await LogVerifier(directory: log, key: key).verify().checkpoint
         } else {
             checkpoint = try Checkpoint.readUnverified(note)

@@ -26,7 +26,7 @@ struct AuditVerify: AsyncParsableCommand {
     var output: OutputFormat = .text
 
     func run() async throws {
-        let key = try NoteVerifierKey(vkey: String(decoding: try StandardStreams.readInput(vkey), as: UTF8.self))
+        let key = try readVerifierKey(vkey)
         let trustedNote = try trusted.map { try StandardStreams.readInput($0) }
         let verifier = LogVerifier(directory: log, key: key)
         let start = ContinuousClock.now
@@ -80,6 +80,11 @@ struct AuditProve: AsyncParsableCommand {
     }
 }
 
+/// Reads a `vkey` file.
+func readVerifierKey(_ path: String) throws -> NoteVerifierKey {
+    try NoteVerifierKey(vkey: String(decoding: try StandardStreams.readInput(path), as: UTF8.self))
+}
+
 func readCheckpoint(_ log: String) throws -> [UInt8] {
     do {
         return try StandardStreams.readInput(log + "/checkpoint")
@@ -103,7 +108,7 @@ struct AuditCheckProof: AsyncParsableCommand {
     var proof: String
 
     func run() async throws {
-        let key = try NoteVerifierKey(vkey: String(decoding: try StandardStreams.readInput(vkey), as: UTF8.self))
+        let key = try readVerifierKey(vkey)
         let parsed = try TlogProof(text: try StandardStreams.readInput(proof))
         var bytes = try StandardStreams.readInput(entry)
         let checkpoint: Checkpoint
