@@ -32,6 +32,15 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .target(
+            name: "Identity",
+            dependencies: [
+                "CaduceusCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "caduceus",
             dependencies: [
@@ -44,6 +53,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "CaduceusCoreTests", dependencies: ["CaduceusCore"], swiftSettings: strict),
+        .testTarget(
+            name: "IdentityTests",
+            dependencies: ["Identity", "CaduceusCore"],
+            exclude: ["Vectors"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "AuditLogTests",
             dependencies: ["AuditLog", "CaduceusCore", .product(name: "Crypto", package: "swift-crypto")],

@@ -98,8 +98,8 @@ public final class TransparencyLog: @unchecked Sendable {
             try materializer.write(job)
             shared.materialized = job.checkpoint
         }
-        startThread { [self] in runCommitter() }
-        startThread { [self] in runMaterializer() }
+        DedicatedThread.start { [self] in runCommitter() }
+        DedicatedThread.start { [self] in runMaterializer() }
     }
 
     /// The newest signed checkpoint: every entry it covers is durable.

@@ -43,3 +43,28 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+
+extension Timestamp: Codable {
+    /// Decodes an RFC 3339 UTC string (`…Z`).
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let time = RFC3339.parse(text) else {
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "not an RFC 3339 UTC time"))
+        }
+        self = time
+    }
+
+    /// Encodes as an RFC 3339 UTC string with milliseconds.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(RFC3339.format(self))
+    }
+}
+
+extension Timestamp {
+    /// This time plus `milliseconds`.
+    public func adding(milliseconds: Int64) -> Timestamp {
+        Timestamp(millisecondsSinceEpoch: millisecondsSinceEpoch + milliseconds)
+    }
+}

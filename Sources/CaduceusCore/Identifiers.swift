@@ -1,0 +1,109 @@
+/// A typed identifier: an opaque string such as `usr-3f2a…`, distinct per kind of thing it names.
+///
+/// IDs are unique, immutable and never reused; they are the only way a person, tenant or resource is
+/// named in the audit trail (they carry no PHI).
+public protocol TypedID: RawRepresentable, Hashable, Codable, Sendable, CustomStringConvertible, Comparable
+where RawValue == String {
+    /// The prefix every ID of this kind starts with, e.g. `usr`.
+    static var prefix: String { get }
+    /// Wraps a raw value without checking it.
+    init(unchecked rawValue: String)
+}
+
+extension TypedID {
+    /// A new random ID: the prefix, a dash and 128 random bits in hexadecimal.
+    public static func generate() -> Self {
+        var generator = SystemRandomNumberGenerator()
+        let high = generator.next() as UInt64
+        let low = generator.next() as UInt64
+        return Self(unchecked: prefix + "-" + hex16(high) + hex16(low))
+    }
+
+    /// Accepts only IDs of this kind: the prefix, a dash and 1–64 lower-case letters or digits.
+    public init?(rawValue: String) {
+        let body = rawValue.utf8.dropFirst(Self.prefix.utf8.count + 1)
+        guard rawValue.hasPrefix(Self.prefix + "-"), (1...64).contains(body.count),
+            body.allSatisfy({ (48...57).contains($0) || (97...122).contains($0) })
+        else { return nil }
+        self.init(unchecked: rawValue)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let raw = try decoder.singleValueContainer().decode(String.self)
+        guard let id = Self(rawValue: raw) else {
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "not a \(Self.prefix) ID: \(raw.prefix(80))"))
+        }
+        self = id
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+
+    public var description: String { rawValue }
+
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+}
+
+private func hex16(_ value: UInt64) -> String {
+    let digits = String(value, radix: 16)
+    return String(repeating: "0", count: 16 - digits.count) + digits
+}
+
+/// A person's account.
+public struct UserID: TypedID {
+    public static let prefix = "usr"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
+}
+
+/// A tenant: a hospital or institute whose data and nodes never mix with another's.
+public struct TenantID: TypedID {
+    public static let prefix = "tnt"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
+}
+
+/// A project within a tenant.
+public struct ProjectID: TypedID {
+    public static let prefix = "prj"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
+}
+
+/// A log-in session.
+public struct SessionID: TypedID {
+    public static let prefix = "ses"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
+}
+
+/// A service account's API token.
+public struct TokenID: TypedID {
+    public static let prefix = "tok"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
+}
+
+/// A role granted to an account in a scope.
+public struct RoleBindingID: TypedID {
+    public static let prefix = "rb"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
+}
+
+/// An emergency-access (break-glass) grant.
+public struct BreakGlassID: TypedID {
+    public static let prefix = "bg"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
+}
+
+/// One API request, as it appears in logs and the audit trail.
+public struct RequestID: TypedID {
+    public static let prefix = "req"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
+}

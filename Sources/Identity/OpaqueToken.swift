@@ -1,0 +1,48 @@
+import Crypto
+
+/// A bearer credential: 256 random bits behind a prefix that says what kind it is.
+///
+/// Only the SHA-256 of a token is stored; the token itself is shown once. Looking a token up by its hash
+/// is safe because the token has 256 bits of entropy.
+public struct OpaqueToken: Sendable, Equatable {
+    /// The kinds of token.
+    public enum Kind: String, Sendable, CaseIterable {
+        /// A log-in session.
+        case session = "cds"
+        /// A service account's API token.
+        case api = "cdt"
+    }
+
+    /// The text the holder presents, e.g. `cds_…`.
+    public let text: String
+    /// What it is.
+    public let kind: Kind
+
+    /// A new random token of `kind`.
+    public static func generate(_ kind: Kind) -> OpaqueToken {
+        let bytes = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
+        return OpaqueToken(text: kind.rawValue + "_" + Base64URL.encode(bytes), kind: kind)
+    }
+
+    /// Parses a presented token; nil unless it has a known prefix and exactly 256 bits.
+    public init?(text: String) {
+        let parts = text.split(separator: "_", maxSplits: 1)
+        guard parts.count == 2, let kind = Kind(rawValue: String(parts[0])), parts[1].utf8.count == 43,
+            let bytes = Base64URL.decode(String(parts[1])), bytes.count == 32
+        else { return nil }
+        self.init(text: text, kind: kind)
+    }
+
+    private init(text: String, kind: Kind) {
+        self.text = text
+        self.kind = kind
+    }
+
+    /// The stored form: lower-case hex of SHA-256 of the text.
+    public var digest: String {
+        SHA256.hash(data: Array(text.utf8)).map { byte in
+            let hex = String(byte, radix: 16)
+            return hex.count == 1 ? "0" + hex : hex
+        }.joined()
+    }
+}
