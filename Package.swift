@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/vapor/sql-kit.git", from: "3.36.0"),
+        .package(url: "https://github.com/vapor/sqlite-kit.git", from: "4.5.2"),
     ],
     targets: [
         .target(name: "CaduceusCore", swiftSettings: strict),
@@ -41,6 +43,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .target(
+            name: "Persistence",
+            dependencies: [
+                "CaduceusCore",
+                "Identity",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "SQLiteKit", package: "sqlite-kit"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "caduceus",
             dependencies: [
@@ -53,6 +66,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "CaduceusCoreTests", dependencies: ["CaduceusCore"], swiftSettings: strict),
+        .testTarget(
+            name: "PersistenceTests",
+            dependencies: ["Persistence", "Identity", "CaduceusCore"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "IdentityTests",
             dependencies: ["Identity", "CaduceusCore"],

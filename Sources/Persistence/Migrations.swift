@@ -1,0 +1,104 @@
+import CaduceusCore
+import SQLKit
+
+/// One versioned schema change, written in SQL that SQLite and PostgreSQL both accept.
+struct Migration: Sendable {
+    var version: Int
+    var name: String
+    var statements: [String]
+}
+
+/// The schema, version by version. Applied in order at start-up, each exactly once, inside a transaction.
+enum Migrations {
+    static let all: [Migration] = [
+        Migration(
+            version: 1, name: "identity",
+            statements: [
+                """
+                CREATE TABLE tenants (
+                    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL)
+                """,
+                """
+                CREATE TABLE projects (
+                    id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id), name TEXT NOT NULL,
+                    created_at BIGINT NOT NULL, UNIQUE (tenant_id, name))
+                """,
+                """
+                CREATE TABLE users (
+                    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, password_hash TEXT,
+                    totp_secret TEXT, totp_last_step BIGINT, must_change_password BOOLEAN NOT NULL,
+                    disabled BOOLEAN NOT NULL, throttle TEXT NOT NULL, created_at BIGINT NOT NULL, created_by TEXT)
+                """,
+                """
+                CREATE TABLE sessions (
+                    id TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id), token_digest TEXT NOT NULL UNIQUE,
+                    created_at BIGINT NOT NULL, last_seen_at BIGINT NOT NULL, ended_at BIGINT, source_address TEXT)
+                """,
+                "CREATE INDEX sessions_user ON sessions (user_id)",
+                """
+                CREATE TABLE api_tokens (
+                    id TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id), name TEXT NOT NULL,
+                    token_digest TEXT NOT NULL UNIQUE, scope TEXT NOT NULL, created_at BIGINT NOT NULL,
+                    expires_at BIGINT NOT NULL, revoked_at BIGINT)
+                """,
+                "CREATE INDEX api_tokens_user ON api_tokens (user_id)",
+                """
+                CREATE TABLE role_bindings (
+                    id TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id), role TEXT NOT NULL,
+                    scope TEXT NOT NULL, granted_by TEXT, granted_at BIGINT NOT NULL, UNIQUE (user_id, role, scope))
+                """,
+                """
+                CREATE TABLE break_glass (
+                    id TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id),
+                    tenant_id TEXT NOT NULL REFERENCES tenants(id), reason TEXT NOT NULL, opened_at BIGINT NOT NULL,
+                    expires_at BIGINT NOT NULL, closed_at BIGINT, reviewed_by TEXT, reviewed_at BIGINT, review_note TEXT)
+                """,
+                "CREATE INDEX break_glass_user ON break_glass (user_id)",
+                """
+                CREATE TABLE idempotency_keys (
+                    principal_id TEXT NOT NULL, idempotency_key TEXT NOT NULL, request_digest TEXT NOT NULL,
+                    status INTEGER NOT NULL, body TEXT NOT NULL, created_at BIGINT NOT NULL,
+                    PRIMARY KEY (principal_id, idempotency_key))
+                """,
+            ])
+    ]
+
+    /// Applies every migration not yet applied; returns the versions applied now.
+    static func run(on db: any SQLDatabase, clock: any WallClock) async throws -> [Int] {
+        try await db.raw(
+            """
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)
+            """
+        ).run()
+        let applied = Set(
+            try await db.raw("SELECT version FROM schema_migrations").all().map {
+                try $0.decode(column: "version", as: Int.self)
+            })
+        if let newest = applied.max(), newest > (all.map(\.version).max() ?? 0) {
+            throw CaduceusError(
+                code: "store.schemaTooNew",
+                message: "the database has schema version \(newest), newer than this build knows; upgrade Caduceus")
+        }
+        var ran: [Int] = []
+        for migration in all where !applied.contains(migration.version) {
+            try await db.raw("BEGIN").run()
+            do {
+                for statement in migration.statements { try await db.raw(SQLQueryString(statement)).run() }
+                try await db.raw(
+                    """
+                    INSERT INTO schema_migrations (version, name, applied_at)
+                    VALUES (\(bind: migration.version), \(bind: migration.name), \(bind: clock.now().millisecondsSinceEpoch))
+                    """
+                ).run()
+                try await db.raw("COMMIT").run()
+            } catch {
+                try? await db.raw("ROLLBACK").run()
+                throw CaduceusError(
+                    code: "store.migration", message: "schema migration \(migration.version) failed", underlying: error)
+            }
+            ran.append(migration.version)
+        }
+        return ran
+    }
+}
