@@ -54,6 +54,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .target(
+            name: "ControlPlane",
+            dependencies: [
+                "AuditLog",
+                "CaduceusCore",
+                "Identity",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "caduceus",
             dependencies: [
@@ -66,6 +77,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "CaduceusCoreTests", dependencies: ["CaduceusCore"], swiftSettings: strict),
+        .testTarget(
+            name: "ControlPlaneTests",
+            dependencies: [
+                "ControlPlane", "Persistence", "Identity", "AuditLog", "CaduceusCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "PersistenceTests",
             dependencies: ["Persistence", "Identity", "CaduceusCore"],

@@ -87,6 +87,8 @@ public struct AuditEvent: Codable, Sendable, Equatable {
     public var sourceAddress: String?
     /// Whether emergency (break-glass) access was used.
     public var breakGlass: Bool
+    /// The break-glass grant that allowed the action, when one did.
+    public var breakGlassGrant: String?
     /// `sha256:<hex>` commitment to the sealed details payload, if any.
     public var payload: String?
 
@@ -94,7 +96,7 @@ public struct AuditEvent: Codable, Sendable, Equatable {
     public init(
         id: String, time: Timestamp, actor: Actor, session: String? = nil, action: String, resource: Resource,
         tenant: String? = nil, outcome: Outcome, purposeOfUse: String? = nil, requestId: String? = nil,
-        sourceAddress: String? = nil, breakGlass: Bool = false, payload: String? = nil
+        sourceAddress: String? = nil, breakGlass: Bool = false, breakGlassGrant: String? = nil, payload: String? = nil
     ) {
         self.version = Self.currentVersion
         self.id = id
@@ -109,12 +111,13 @@ public struct AuditEvent: Codable, Sendable, Equatable {
         self.requestId = requestId
         self.sourceAddress = sourceAddress
         self.breakGlass = breakGlass
+        self.breakGlassGrant = breakGlassGrant
         self.payload = payload
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case version, id, time, actor, session, action, resource, tenant, outcome, purposeOfUse, requestId
-        case sourceAddress, breakGlass, payload
+        case sourceAddress, breakGlass, breakGlassGrant, payload
     }
 
     public init(from decoder: any Decoder) throws {
@@ -133,6 +136,7 @@ public struct AuditEvent: Codable, Sendable, Equatable {
         requestId = try container.decodeIfPresent(String.self, forKey: .requestId)
         sourceAddress = try container.decodeIfPresent(String.self, forKey: .sourceAddress)
         breakGlass = try container.decodeIfPresent(Bool.self, forKey: .breakGlass) ?? false
+        breakGlassGrant = try container.decodeIfPresent(String.self, forKey: .breakGlassGrant)
         payload = try container.decodeIfPresent(String.self, forKey: .payload)
     }
 
@@ -183,6 +187,10 @@ public struct AuditEvent: Codable, Sendable, Equatable {
                 sourceAddress.utf8.allSatisfy({ V.isHexDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: ":") }
                 )
             else { throw V.bad("sourceAddress", "must be an IP address") }
+        }
+        if let breakGlassGrant {
+            try V.identifier(breakGlassGrant, "breakGlassGrant")
+            guard breakGlass else { throw V.bad("breakGlassGrant", "requires breakGlass to be true") }
         }
         if let payload {
             guard payload.hasPrefix("sha256:"), payload.utf8.count == 71,

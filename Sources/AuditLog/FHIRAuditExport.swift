@@ -57,6 +57,13 @@ public enum FHIRAuditExport {
                         "X-Request-Id"),
                 ]))
         }
+        if let grant = event.breakGlassGrant {
+            entities.append(
+                .object([
+                    "what": .object(["identifier": identifier("urn:caduceus:break-glass", grant)]),
+                    "type": coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "4", "Other"),
+                ]))
+        }
         if let payload = event.payload {
             entities.append(
                 .object([

@@ -1,0 +1,293 @@
+import AuditLog
+import CaduceusCore
+import Identity
+import Logging
+
+/// Request bodies that refuse fields they do not know (an unknown field is a client bug, or worse).
+public protocol StrictDecodable: Decodable, Sendable {
+    /// The JSON fields the type accepts.
+    static var fields: Set<String> { get }
+}
+
+/// A page of results and the cursor for the next.
+public struct ListResponse<Item: Codable & Sendable>: Codable, Sendable {
+    public var items: [Item]
+    public var next: String?
+
+    public init(items: [Item], next: String?) {
+        self.items = items
+        self.next = next
+    }
+}
+
+public struct LoginRequest: StrictDecodable, Encodable {
+    public static let fields: Set<String> = ["user", "password", "code"]
+    public var user: String
+    public var password: String
+    public var code: String
+
+    public init(user: String, password: String, code: String) {
+        self.user = user
+        self.password = password
+        self.code = code
+    }
+}
+
+public struct LoginResponse: Codable, Sendable {
+    public var token: String
+    public var session: SessionID
+    public var user: UserView
+    public var mustChangePassword: Bool
+    public var idleTimeoutMinutes: Int
+}
+
+public struct UserView: Codable, Sendable, Equatable {
+    public var id: UserID
+    public var name: String
+    public var kind: Principal.Kind
+    public var disabled: Bool
+    public var mustChangePassword: Bool
+    public var mfaEnrolled: Bool
+    public var createdAt: Timestamp
+
+    init(_ record: UserRecord) {
+        id = record.id
+        name = record.name
+        kind = record.kind
+        disabled = record.disabled
+        mustChangePassword = record.mustChangePassword
+        mfaEnrolled = record.sealedTOTPSecret != nil
+        createdAt = record.createdAt
+    }
+}
+
+public struct MeResponse: Codable, Sendable {
+    public var user: UserView
+    public var session: SessionID?
+    public var token: TokenID?
+    public var roles: [RoleBindingView]
+    public var breakGlass: [BreakGlassView]
+}
+
+public struct ChangePasswordRequest: StrictDecodable, Encodable {
+    public static let fields: Set<String> = ["currentPassword", "newPassword"]
+    public var currentPassword: String
+    public var newPassword: String
+
+    public init(currentPassword: String, newPassword: String) {
+        self.currentPassword = currentPassword
+        self.newPassword = newPassword
+    }
+}
+
+public struct EnrollMFARequest: StrictDecodable, Encodable {
+    public static let fields: Set<String> = ["code"]
+    /// A current code from the authenticator being replaced.
+    public var code: String
+
+    public init(code: String) { self.code = code }
+}
+
+public struct EnrollMFAResponse: Codable, Sendable {
+    public var otpauthURI: String
+}
+
+public struct CreateUserRequest: StrictDecodable, Encodable {
+    public static let fields: Set<String> = ["name", "kind"]
+    public var name: String
+    public var kind: Principal.Kind?
+
+    public init(name: String, kind: Principal.Kind? = nil) {
+        self.name = name
+        self.kind = kind
+    }
+}
+
+public struct CreateUserResponse: Codable, Sendable {
+    public var user: UserView
+    /// For people: a one-time password that must be changed at first log-in. Shown once.
+    public var initialPassword: String?
+    /// For people: the TOTP enrolment URI. Shown once.
+    public var otpauthURI: String?
+}
+
+public struct RoleBindingView: Codable, Sendable, Equatable {
+    public var id: RoleBindingID
+    public var user: UserID
+    public var role: Role
+    public var scope: Scope
+    public var grantedBy: UserID?
+    public var grantedAt: Timestamp
+
+    init(_ record: RoleBindingRecord) {
+        id = record.binding.id
+        user = record.binding.user
+        role = record.binding.role
+        scope = record.binding.scope
+        grantedBy = record.grantedBy
+        grantedAt = record.grantedAt
+    }
+}
+
+public struct GrantRoleRequest: StrictDecodable, Encodable {
+    public static let fields: Set<String> = ["user", "role", "scope"]
+    public var user: UserID
+    public var role: Role
+    public var scope: Scope
+
+    public init(user: UserID, role: Role, scope: Scope) {
+        self.user = user
+        self.role = role
+        self.scope = scope
+    }
+}
+
+public struct CreateTokenRequest: StrictDecodable, Encodable {
+    public static let fields: Set<String> = ["user", "name", "scope", "days"]
+    /// The service account the token is for.
+    public var user: UserID
+    public var name: String
+    public var scope: Scope
+    /// Days until it expires (1–365).
+    public var days: Int?
+
+    public init(user: UserID, name: String, scope: Scope, days: Int? = nil) {
+        self.user = user
+        self.name = name
+        self.scope = scope
+        self.days = days
+    }
+}
+
+public struct TokenView: Codable, Sendable {
+    public var id: TokenID
+    public var user: UserID
+    public var name: String
+    public var scope: Scope
+    public var createdAt: Timestamp
+    public var expiresAt: Timestamp
+    public var revokedAt: Timestamp?
+
+    init(_ record: APITokenRecord) {
+        id = record.id
+        user = record.user
+        name = record.name
+        scope = record.scope
+        createdAt = record.createdAt
+        expiresAt = record.expiresAt
+        revokedAt = record.revokedAt
+    }
+}
+
+public struct CreateTokenResponse: Codable, Sendable {
+    /// The token itself, shown this once.
+    public var token: String
+    public var details: TokenView
+}
+
+public struct CreateTenantRequest: StrictDecodable, Encodable {
+    public static let fields: Set<String> = ["name"]
+    public var name: String
+
+    public init(name: String) { self.name = name }
+}
+
+public struct TenantView: Codable, Sendable {
+    public var id: TenantID
+    public var name: String
+    public var createdAt: Timestamp
+
+    init(_ record: TenantRecord) {
+        id = record.id
+        name = record.name
+        createdAt = record.createdAt
+    }
+}
+
+public struct CreateProjectRequest: StrictDecodable, Encodable {
+    public static let fields: Set<String> = ["tenant", "name"]
+    public var tenant: TenantID
+    public var name: String
+
+    public init(tenant: TenantID, name: String) {
+        self.tenant = tenant
+        self.name = name
+    }
+}
+
+public struct ProjectView: Codable, Sendable {
+    public var id: ProjectID
+    public var tenant: TenantID
+    public var name: String
+    public var createdAt: Timestamp
+
+    init(_ record: ProjectRecord) {
+        id = record.id
+        tenant = record.tenant
+        name = record.name
+        createdAt = record.createdAt
+    }
+}
+
+public struct OpenBreakGlassRequest: StrictDecodable, Encodable {
+    public static let fields: Set<String> = ["tenant", "reason", "minutes"]
+    public var tenant: TenantID
+    public var reason: String
+    /// How long, at most 240 minutes.
+    public var minutes: Int
+
+    public init(tenant: TenantID, reason: String, minutes: Int) {
+        self.tenant = tenant
+        self.reason = reason
+        self.minutes = minutes
+    }
+}
+
+public struct ReviewBreakGlassRequest: StrictDecodable, Encodable {
+    public static let fields: Set<String> = ["note"]
+    public var note: String
+
+    public init(note: String) { self.note = note }
+}
+
+public struct BreakGlassView: Codable, Sendable {
+    public var id: BreakGlassID
+    public var user: UserID
+    public var tenant: TenantID
+    public var reason: String
+    public var openedAt: Timestamp
+    public var expiresAt: Timestamp
+    public var open: Bool
+    public var reviewedBy: UserID?
+    public var reviewedAt: Timestamp?
+    public var reviewNote: String?
+    /// Unreviewed for more than 24 hours.
+    public var overdue: Bool
+
+    init(_ grant: BreakGlassGrant, now: Timestamp) {
+        id = grant.id
+        user = grant.user
+        tenant = grant.tenant
+        reason = grant.reason
+        openedAt = grant.openedAt
+        expiresAt = grant.expiresAt
+        open = grant.isOpen(at: now)
+        reviewedBy = grant.reviewedBy
+        reviewedAt = grant.reviewedAt
+        reviewNote = grant.reviewNote
+        overdue = grant.isOverdueForReview(at: now)
+    }
+}
+
+/// Checks names of users, tenants and projects: 2–64 of `a–z 0–9 . _ -`, starting with a letter.
+enum Names {
+    static func check(_ name: String, _ what: String) throws {
+        let bytes = Array(name.utf8)
+        guard (2...64).contains(bytes.count), (97...122).contains(bytes[0]),
+            bytes.allSatisfy({ (97...122).contains($0) || (48...57).contains($0) || $0 == 46 || $0 == 95 || $0 == 45 })
+        else {
+            throw Failure.invalid(
+                "\(what) must be 2–64 lower-case letters, digits, '.', '_' or '-', starting with a letter")
+        }
+    }
+}

@@ -1,0 +1,92 @@
+import AuditLog
+import CaduceusCore
+import ControlPlane
+import Crypto
+import Foundation
+import Identity
+import Persistence
+
+/// A clock tests move by hand.
+final class TestClock: WallClock, @unchecked Sendable {
+    // Safe: `value` is only touched with `lock` held.
+    private let lock = NSLock()
+    private var value: Int64 = 1_795_000_000_000
+
+    func now() -> Timestamp { lock.withLock { Timestamp(millisecondsSinceEpoch: value) } }
+
+    func advance(seconds: Int64) { lock.withLock { value += seconds * 1000 } }
+}
+
+/// A control plane over an in-memory database and a scratch audit log.
+struct Harness {
+    let plane: ControlPlane
+    let clock: TestClock
+    let database: Database
+    let trail: AuditTrail
+    let keys: AuditKeys
+    let directory: String
+    let admin: BootstrapAdmin
+
+    static func make() async throws -> Harness {
+        let directory = FileManager.default.temporaryDirectory.path + "/caduceus-cp-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let clock = TestClock()
+        let keys = try AuditKeys.loadOrCreate(directory: directory + "/keys", origin: "test.caduceus/audit")
+        let trail = try AuditTrail(directory: directory + "/audit", keys: keys)
+        let database = try await Database.openSQLite(path: nil, clock: clock)
+        let plane = ControlPlane(
+            store: database.identity, audit: AuditRecorder(trail: trail, clock: clock), clock: clock,
+            hasher: PasswordHasher(logN: 10),
+            totpBox: SecretBox(rootKey: SymmetricKey(size: .bits256), purpose: "totp"),
+            settings: ControlPlaneSettings(sessions: try SessionRules(idleMinutes: 15)))
+        guard let admin = try await plane.bootstrapIfEmpty() else {
+            throw CaduceusError(code: "test", message: "no admin")
+        }
+        return Harness(
+            plane: plane, clock: clock, database: database, trail: trail, keys: keys, directory: directory, admin: admin
+        )
+    }
+
+    func close() async {
+        try? await trail.close()
+        try? await database.close()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// The current code for a base32 secret or an otpauth URI.
+    func code(_ secretOrURI: String, stepOffset: Int64 = 0) -> String {
+        var secret = secretOrURI
+        if let range = secretOrURI.range(of: "secret=") {
+            secret = String(secretOrURI[range.upperBound...].prefix { $0 != "&" })
+        }
+        let totp = TOTP(secret: Base32.decode(secret) ?? [])
+        return totp.code(step: TOTP.step(at: clock.now()) + stepOffset)
+    }
+
+    /// Logs in and returns request information carrying the principal.
+    func login(_ user: String, _ password: String, secret: String) async throws -> (RequestInfo, String) {
+        let response = try await plane.login(
+            RequestInfo(sourceAddress: "127.0.0.1"), LoginRequest(user: user, password: password, code: code(secret)))
+        clock.advance(seconds: 30)  // the next log-in needs a fresh code
+        return (try await authenticated(response.token), response.token)
+    }
+
+    func authenticated(_ token: String) async throws -> RequestInfo {
+        RequestInfo(principal: try await plane.authenticate(token), sourceAddress: "127.0.0.1")
+    }
+
+    /// Logs the bootstrap admin in and sets a real password.
+    func adminRequest() async throws -> RequestInfo {
+        let (request, token) = try await login("admin", admin.password, secret: admin.totpSecret)
+        try await plane.changePassword(
+            request, ChangePasswordRequest(currentPassword: admin.password, newPassword: "a much better password"))
+        return try await authenticated(token)
+    }
+
+    /// Every audit event so far.
+    func events() async throws -> [AuditEvent] {
+        let checkpoint = try await trail.log.sync()
+        let reader = TileReader(directory: directory + "/audit", size: checkpoint.checkpoint.size)
+        return try (0..<checkpoint.checkpoint.size).map { try AuditEvent.decode(entry: try reader.entry(at: $0)) }
+    }
+}
