@@ -117,3 +117,20 @@ public final class ControlPlane: Sendable {
 
     var now: Timestamp { clock.now() }
 }
+
+extension ControlPlane {
+    /// The stored response for a POST retried with the same `Idempotency-Key`, if any.
+    public func idempotentResponse(principal: UserID, key: String) async throws -> IdempotencyRecord? {
+        try await store.idempotency(principal: principal, key: key)
+    }
+
+    /// Keeps a POST's response for retries with the same `Idempotency-Key`.
+    public func saveIdempotentResponse(
+        principal: UserID, key: String, requestDigest: String, status: Int, body: String
+    ) async throws {
+        try await store.saveIdempotency(
+            IdempotencyRecord(
+                principal: principal, key: key, requestDigest: requestDigest, status: status, body: body, createdAt: now
+            ))
+    }
+}

@@ -8,6 +8,17 @@ public actor RateLimiter {
     private struct Bucket {
         var tokens: Double
         var updated: Int64
+        var refusing = false
+    }
+
+    /// What the limiter says of one request.
+    public enum Verdict: Sendable, Equatable {
+        /// Within the limit.
+        case allowed
+        /// Over the limit, the first refusal since this key was last allowed (worth recording).
+        case refused
+        /// Over the limit again (count it, but record nothing more: a flood must not fill the disk).
+        case refusedAgain
     }
 
     private let burst: Double
@@ -28,15 +39,28 @@ public actor RateLimiter {
 
     /// Takes one token for `key`; false when its bucket is empty.
     public func allow(_ key: String) -> Bool {
+        check(key) == .allowed
+    }
+
+    /// Takes one token for `key` and says whether the request is allowed, refused for the first time, or
+    /// refused again.
+    public func check(_ key: String) -> Verdict {
         let now = clock.now().millisecondsSinceEpoch
         var bucket = buckets[key] ?? Bucket(tokens: burst, updated: now)
         bucket.tokens = min(burst, bucket.tokens + Double(max(0, now - bucket.updated)) / 1000 * perSecond)
         bucket.updated = now
-        let allowed = bucket.tokens >= 1
-        if allowed { bucket.tokens -= 1 }
+        let verdict: Verdict
+        if bucket.tokens >= 1 {
+            bucket.tokens -= 1
+            bucket.refusing = false
+            verdict = .allowed
+        } else {
+            verdict = bucket.refusing ? .refusedAgain : .refused
+            bucket.refusing = true
+        }
         buckets[key] = bucket
         if buckets.count > maxKeys { evict() }
-        return allowed
+        return verdict
     }
 
     private func evict() {

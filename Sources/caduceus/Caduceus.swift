@@ -6,6 +6,10 @@ struct Caduceus: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "caduceus",
         abstract: "A HIPAA-minded control plane for dedicated GPU clusters.",
-        subcommands: [AuditCommand.self, BenchCommand.self]
+        subcommands: [
+            ServeCommand.self, ConfigCommand.self, LoginCommand.self, LogoutCommand.self, WhoamiCommand.self,
+            UserCommand.self, RoleCommand.self, TokenCommand.self, TenantCommand.self, ProjectCommand.self,
+            BreakGlassCommand.self, AuditCommand.self, BenchCommand.self,
+        ]
     )
 }

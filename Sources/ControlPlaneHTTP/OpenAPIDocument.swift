@@ -1,0 +1,111 @@
+import AuditLog
+import CaduceusCore
+import Foundation
+import HTTPTypes
+import Identity
+
+/// The OpenAPI 3.1 description of the API, built from the route table so that it cannot miss a route.
+/// The checked-in copy (`openapi/caduceus-v1.json`) is compared with it by the tests.
+public enum OpenAPIDocument {
+    /// The document as canonical JSON (sorted keys, two-space indentation, final newline).
+    public static func json() throws -> [UInt8] {
+        var paths: [String: [String: Any]] = [:]
+        for route in APIRoutes.all {
+            var operation: [String: Any] = [
+                "summary": route.summary,
+                "operationId": operationID(route),
+                "responses": responses(route),
+            ]
+            switch route.access {
+            case .open: operation["security"] = [[String: Any]]()
+            case .authenticated: operation["x-caduceus-access"] = "authenticated"
+            case .permission(let permission): operation["x-caduceus-permission"] = permission.rawValue
+            }
+            var parameters: [[String: Any]] = []
+            if route.path.contains("{id}") {
+                parameters.append(["name": "id", "in": "path", "required": true, "schema": ["type": "string"]])
+            }
+            if route.method == .get && route.path.hasPrefix("/v1/") && !route.path.contains("{")
+                && route.access != .authenticated || route.path == "/v1/break-glass" && route.method == .get
+            {
+                if route.path != "/v1/me" && route.path != "/v1/openapi.json" {
+                    parameters.append(["name": "after", "in": "query", "schema": ["type": "string"]])
+                    parameters.append([
+                        "name": "limit", "in": "query", "schema": ["type": "integer", "minimum": 1, "maximum": 500],
+                    ])
+                }
+            }
+            if route.method == .post && route.access != .open {
+                parameters.append([
+                    "name": "Idempotency-Key", "in": "header", "schema": ["type": "string", "maxLength": 128],
+                ])
+            }
+            if !parameters.isEmpty { operation["parameters"] = parameters }
+            if route.method == .post && !route.path.hasSuffix("/disable") && !route.path.hasSuffix("/enable") {
+                operation["requestBody"] = [
+                    "required": true,
+                    "content": ["application/json": ["schema": ["type": "object"]]],
+                ]
+            }
+            paths[route.path, default: [:]][route.method.rawValue.lowercased()] = operation
+        }
+        let document: [String: Any] = [
+            "openapi": "3.1.0",
+            "info": [
+                "title": "Caduceus control plane API",
+                "version": "1",
+                "description": "Every request is authenticated (bearer token), authorised against roles, and audited.",
+            ],
+            "servers": [["url": "https://localhost:8443"]],
+            "paths": paths,
+            "components": [
+                "securitySchemes": ["bearer": ["type": "http", "scheme": "bearer"]],
+                "schemas": [
+                    "Error": [
+                        "type": "object",
+                        "required": ["error"],
+                        "properties": [
+                            "error": [
+                                "type": "object",
+                                "required": ["code", "message"],
+                                "properties": [
+                                    "code": ["type": "string"], "message": ["type": "string"],
+                                    "requestId": ["type": "string"],
+                                ],
+                            ]
+                        ],
+                    ]
+                ],
+            ],
+            "security": [["bearer": [String]()]],
+        ]
+        var data = try JSONSerialization.data(
+            withJSONObject: document, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+        data.append(0x0A)
+        return Array(data)
+    }
+
+    static func operationID(_ route: RouteSpec) -> String {
+        let words = route.path.split(separator: "/").filter { $0 != "v1" }.map {
+            $0 == "{id}" ? "ById" : $0.split(separator: "-").map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
+        }
+        return route.method.rawValue.lowercased() + words.joined().replacingOccurrences(of: ".", with: "")
+    }
+
+    static func responses(_ route: RouteSpec) -> [String: Any] {
+        let error: [String: Any] = [
+            "description": "Error", "content": ["application/json": ["schema": ["$ref": "#/components/schemas/Error"]]],
+        ]
+        let success =
+            route.method == .delete || route.path.hasSuffix("/password")
+            ? "204" : (route.method == .post ? "201" : "200")
+        var responses: [String: Any] = [success: ["description": "Success"], "400": error, "503": error]
+        if route.access != .open {
+            responses["401"] = error
+            responses["403"] = error
+        }
+        if route.path.contains("{id}") { responses["404"] = error }
+        if route.path == "/v1/sessions" { responses["401"] = error; responses["429"] = error }
+        return responses
+    }
+}

@@ -1,0 +1,135 @@
+import AuditLog
+import CaduceusCore
+import ControlPlane
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTLS
+import Identity
+import Logging
+import NIOCore
+import NIOSSL
+import Persistence
+import ServiceLifecycle
+import UnixSignals
+
+/// `caduceus serve`: everything in one process. First start lays out the data directory (0700): the root
+/// key, the internal CA and server certificate, the database, the audit log, and the bootstrap
+/// administrator's one-time credentials in `bootstrap-admin.json` (0600). Later starts reuse them all.
+public enum CaduceusServer {
+    /// What start-up reports to the operator.
+    public struct Started: Sendable {
+        public var url: String
+        public var port: Int
+        public var caCertificatePath: String
+        public var caFingerprint: String
+        /// Set on first start only.
+        public var bootstrapFile: String?
+    }
+
+    /// Runs the server until SIGTERM or SIGINT.
+    public static func run(
+        configuration: ServerConfiguration, logger: Logger, onStarted: @escaping @Sendable (Started) -> Void
+    ) async throws {
+        let data = configuration.dataDirectory
+        try SecureFile.makeDirectory(data, mode: 0o700)
+        try SecureFile.makeDirectory(data + "/keys", mode: 0o700)
+        let rootKey = try loadOrCreateRootKey(data + "/keys/root.key")
+        let host = ProcessInfo.processInfo.hostName
+        let ca = try InternalCA.loadOrCreate(
+            directory: data + "/tls", hostNames: ["localhost", "127.0.0.1", host] + configuration.hostNames)
+        let database = try await Database.openSQLite(path: data + "/caduceus.sqlite", logger: logger)
+        let auditKeys = try AuditKeys.loadOrCreate(directory: data + "/keys", origin: configuration.auditOrigin)
+        let trail = try AuditTrail(directory: data + "/audit", keys: auditKeys, logger: logger)
+        let clock = SystemWallClock()
+        let plane = ControlPlane(
+            store: database.identity, audit: AuditRecorder(trail: trail, clock: clock), clock: clock,
+            hasher: PasswordHasher(), totpBox: SecretBox(rootKey: rootKey, purpose: "totp"),
+            settings: ControlPlaneSettings(
+                sessions: try SessionRules(
+                    idleMinutes: configuration.idleTimeoutMinutes, lifetimeHours: configuration.sessionLifetimeHours)),
+            logger: logger)
+        var createdBootstrapFile: String?
+        if let admin = try await plane.bootstrapIfEmpty() {
+            let path = data + "/bootstrap-admin.json"
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            try SecureFile.write(Array(try encoder.encode(admin)) + [0x0A], to: path, mode: 0o600)
+            createdBootstrapFile = path
+        }
+        let bootstrapFile = createdBootstrapFile
+
+        let app = try makeApplication(
+            plane: plane, ca: ca, configuration: configuration, logger: logger,
+            onRunning: { port in
+                let shownHost =
+                    (try? configuration.bindAddress().host).map { $0 == "0.0.0.0" ? host : $0 } ?? "localhost"
+                onStarted(
+                    Started(
+                        url: "https://\(shownHost):\(port)", port: port, caCertificatePath: ca.caCertificatePath,
+                        caFingerprint: ca.caFingerprint, bootstrapFile: bootstrapFile))
+            })
+        let group = ServiceGroup(
+            configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            try? await trail.close()
+            try? await database.close()
+            throw error
+        }
+        try await trail.close()
+        try await database.close()
+    }
+
+    /// The HTTPS application: TLS 1.2+ with AEAD suites only, the API routes and their middleware.
+    static func makeApplication(
+        plane: ControlPlane, ca: InternalCA, configuration: ServerConfiguration, logger: Logger,
+        onRunning: @escaping @Sendable (Int) -> Void
+    ) throws -> some ApplicationProtocol {
+        let router = Router(context: APIContext.self)
+        router.add(middleware: RequestMiddleware(plane: plane, logger: logger))
+        let handlers = RouteHandlers(plane: plane, openAPI: try OpenAPIDocument.json())
+        handlers.register(on: router, limiter: RateLimiter())
+        let (host, port) = try configuration.bindAddress()
+        return try Application(
+            router: router,
+            server: .tls(.http1(configuration: .init(idleTimeout: .seconds(60))), tlsConfiguration: try tls(ca)),
+            configuration: .init(address: .hostname(host, port: port), serverName: nil),
+            onServerRunning: { channel in onRunning(channel.localAddress?.port ?? port) },
+            logger: logger)
+    }
+
+    /// TLS 1.2 minimum, TLS 1.3 preferred (negotiated when the client offers it), ECDHE with AEAD only.
+    static func tls(_ ca: InternalCA) throws -> TLSConfiguration {
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(ca.serverChainPEM.utf8)).map {
+                .certificate($0)
+            },
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(ca.serverKeyPEM.utf8), format: .pem)))
+        tls.minimumTLSVersion = .tlsv12
+        tls.cipherSuiteValues = [
+            .TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, .TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            .TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, .TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            .TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, .TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ]
+        _ = try NIOSSLContext(configuration: tls)
+        return tls
+    }
+
+    static func loadOrCreateRootKey(_ path: String) throws -> SymmetricKey {
+        if let bytes = try SecureFile.read(path) {
+            guard bytes.count == 32 else {
+                throw CaduceusError(code: "keys.root", message: "\(path) is not a 32-byte key")
+            }
+            guard let mode = SecureFile.mode(path), mode & 0o077 == 0 else {
+                throw CaduceusError(code: "keys.root", message: "\(path) is readable by others; it must have mode 0600")
+            }
+            return SymmetricKey(data: bytes)
+        }
+        let key = SymmetricKey(size: .bits256)
+        try SecureFile.write(key.withUnsafeBytes { Array($0) }, to: path, mode: 0o600)
+        return key
+    }
+}

@@ -1,0 +1,141 @@
+import AuditLog
+import CaduceusCore
+import Foundation
+import HTTPTypes
+
+/// The server's effective configuration: defaults, then a JSON config file, then environment variables,
+/// then command-line flags, each overriding the one before.
+public struct ServerConfiguration: Codable, Sendable, Equatable {
+    /// Where everything is kept (default `$HOME/.caduceus`, or `/var/lib/caduceus` for root without HOME).
+    public var dataDirectory: String
+    /// Host and port of the HTTPS listener.
+    public var listen: String
+    /// Minutes of inactivity that end a session (1–60).
+    public var idleTimeoutMinutes: Int
+    /// Hours after which a session ends regardless (1–24).
+    public var sessionLifetimeHours: Int
+    /// Extra host names for the server certificate (localhost, 127.0.0.1 and this host's name are always in).
+    public var hostNames: [String]
+    /// The audit log's origin line.
+    public var auditOrigin: String
+    /// A PostgreSQL URL for distributed mode (credentials are never shown); nil for embedded SQLite.
+    public var databaseURL: String?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case dataDirectory, listen, idleTimeoutMinutes, sessionLifetimeHours, hostNames, auditOrigin, databaseURL
+    }
+
+    /// The defaults.
+    public static func defaults(
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> ServerConfiguration {
+        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 }
+        return ServerConfiguration(
+            dataDirectory: home.map { $0 + "/.caduceus" } ?? "/var/lib/caduceus", listen: "127.0.0.1:8443",
+            idleTimeoutMinutes: 15, sessionLifetimeHours: 12, hostNames: [],
+            auditOrigin: "caduceus/\(ProcessInfo.processInfo.hostName)/audit", databaseURL: nil)
+    }
+
+    /// The environment variables read, and what they set.
+    public static let environmentVariables: [(name: String, key: String)] = [
+        ("CADUCEUS_DATA_DIR", "dataDirectory"), ("CADUCEUS_LISTEN", "listen"),
+        ("CADUCEUS_IDLE_TIMEOUT_MINUTES", "idleTimeoutMinutes"),
+        ("CADUCEUS_SESSION_LIFETIME_HOURS", "sessionLifetimeHours"), ("CADUCEUS_HOST_NAMES", "hostNames"),
+        ("CADUCEUS_AUDIT_ORIGIN", "auditOrigin"), ("CADUCEUS_DATABASE_URL", "databaseURL"),
+    ]
+
+    /// Resolves the configuration from a file (if given), the environment and flag overrides.
+    public static func resolve(
+        file: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
+        overrides: [String: String] = [:]
+    ) throws -> ServerConfiguration {
+        var configuration = defaults(environment: environment)
+        if let file {
+            let data: Data
+            do {
+                data = try Data(contentsOf: URL(fileURLWithPath: file))
+            } catch {
+                throw CaduceusError(code: "config.file", message: "cannot read the config file \(file)")
+            }
+            guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw CaduceusError(code: "config.file", message: "\(file) is not a JSON object")
+            }
+            for (key, value) in object {
+                guard CodingKeys(rawValue: key) != nil else {
+                    throw CaduceusError(code: "config.file", message: "\(file): unknown setting '\(key)'")
+                }
+                let text = (value as? [Any]).map { $0.map { "\($0)" }.joined(separator: ",") } ?? "\(value)"
+                try configuration.set(key, text)
+            }
+        }
+        for (name, key) in environmentVariables {
+            if let value = environment[name], !value.isEmpty { try configuration.set(key, value) }
+        }
+        for (key, value) in overrides { try configuration.set(key, value) }
+        try configuration.validate()
+        return configuration
+    }
+
+    mutating func set(_ key: String, _ value: String) throws {
+        func int(_ text: String) throws -> Int {
+            guard let number = Int(text) else {
+                throw CaduceusError(
+                    code: "config.value", message: "setting '\(key)' must be a whole number, not '\(text)'")
+            }
+            return number
+        }
+        switch key {
+        case "dataDirectory": dataDirectory = value
+        case "listen": listen = value
+        case "idleTimeoutMinutes": idleTimeoutMinutes = try int(value)
+        case "sessionLifetimeHours": sessionLifetimeHours = try int(value)
+        case "hostNames":
+            hostNames = value.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+        case "auditOrigin": auditOrigin = value
+        case "databaseURL": databaseURL = value
+        default: throw CaduceusError(code: "config.value", message: "unknown setting '\(key)'")
+        }
+    }
+
+    /// Checks every value; throws naming the first bad one.
+    public func validate() throws {
+        guard (1...60).contains(idleTimeoutMinutes) else {
+            throw CaduceusError(code: "config.value", message: "idleTimeoutMinutes must be 1 to 60")
+        }
+        guard (1...24).contains(sessionLifetimeHours) else {
+            throw CaduceusError(code: "config.value", message: "sessionLifetimeHours must be 1 to 24")
+        }
+        _ = try bindAddress()
+        guard !dataDirectory.isEmpty else {
+            throw CaduceusError(code: "config.value", message: "dataDirectory is empty")
+        }
+    }
+
+    /// Host and port of `listen`.
+    public func bindAddress() throws -> (host: String, port: Int) {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+            (0...65535).contains(port)
+        else {
+            throw CaduceusError(code: "config.value", message: "listen must be HOST:PORT, not '\(listen)'")
+        }
+        var host = String(listen[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "0.0.0.0" : host, port)
+    }
+
+    /// The effective values as `key = value` lines, with secrets masked.
+    public func describe() -> [(String, String)] {
+        [
+            ("dataDirectory", dataDirectory), ("listen", listen), ("idleTimeoutMinutes", String(idleTimeoutMinutes)),
+            ("sessionLifetimeHours", String(sessionLifetimeHours)), ("hostNames", hostNames.joined(separator: ",")),
+            ("auditOrigin", auditOrigin), ("databaseURL", databaseURL.map(Self.mask) ?? "(embedded SQLite)"),
+        ]
+    }
+
+    /// A URL with its password (and user) replaced by `***`.
+    static func mask(_ url: String) -> String {
+        guard let scheme = url.range(of: "://"), let at = url.range(of: "@", range: scheme.upperBound..<url.endIndex)
+        else { return url }
+        return String(url[..<scheme.upperBound]) + "***" + String(url[at.lowerBound...])
+    }
+}
