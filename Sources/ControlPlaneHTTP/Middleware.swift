@@ -30,7 +30,9 @@ struct RequestMiddleware: RouterMiddleware {
             }
             response = try apiError.response(from: request, context: context)
         }
-        if !context.info.tracker.isAudited {
+        // Liveness and readiness probes touch no data and no account; they are not audit events.
+        let isProbe = request.uri.path == "/healthz" || request.uri.path == "/readyz"
+        if !context.info.tracker.isAudited && !isProbe {
             var info = context.info
             info.principal = context.state.authenticated
             let outcome: AuditEvent.Outcome =

@@ -36,7 +36,10 @@ struct LoginCommand: AsyncParsableCommand {
         defer { Task { await api.shutdown() } }
         let reply = try await api.post(
             "/v1/sessions", LoginRequest(user: user, password: password, code: oneTime), as: LoginResponse.self)
-        try LoginFile(server: api.server, token: reply.token, caCertificate: client.caCertificate, user: user).save()
+        let caCertificate = client.caCertificate.map { path in
+            path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        }
+        try LoginFile(server: api.server, token: reply.token, caCertificate: caCertificate, user: user).save()
         await api.shutdown()
         StandardStreams.line(
             "logged in as \(reply.user.name) (\(reply.user.id)); sessions end after \(reply.idleTimeoutMinutes) idle minutes"
