@@ -142,7 +142,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CLITests",
-            dependencies: ["caduceus", "AuditLog", "CaduceusCore"],
+            dependencies: ["caduceus", "AuditLog", "CaduceusCore", "Identity"],
             swiftSettings: strict
         ),
     ]

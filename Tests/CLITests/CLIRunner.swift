@@ -24,10 +24,13 @@ enum CLI {
 
     /// Runs `caduceus args…` with `input` on standard input and waits for it.
     @discardableResult
-    static func run(_ args: [String], input: Data = Data()) throws -> Result {
+    static func run(_ args: [String], input: Data = Data(), environment: [String: String] = [:]) throws -> Result {
         let process = Process()
         process.executableURL = executable
         process.arguments = args
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let stdin = Pipe()
         let stdout = Pipe()
         let stderr = Pipe()

@@ -1,0 +1,182 @@
+import CaduceusCore
+import Foundation
+import Identity
+import Testing
+
+/// The README's path, end to end: the real server over real TLS, driven by the real CLI.
+struct ServerEndToEndTests {
+    /// A running `caduceus serve` on a free port.
+    final class Server {
+        let process = Process()
+        let data: String
+        let url: String
+        let output: Collector
+
+        init(data: String, environment: [String: String] = [:]) throws {
+            self.data = data
+            process.executableURL = CLI.executable
+            process.arguments = ["serve", "--data-dir", data, "--listen", "127.0.0.1:0"]
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            let stdout = Pipe()
+            process.standardOutput = stdout
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            output = Collector(stdout.fileHandleForReading)
+            let deadline = Date().addingTimeInterval(60)
+            var found: String?
+            while found == nil && Date() < deadline && process.isRunning {
+                let text = String(decoding: output.snapshot, as: UTF8.self)
+                if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Caduceus is listening on ") }) {
+                    found = String(line.dropFirst("Caduceus is listening on ".count))
+                } else {
+                    usleep(50_000)
+                }
+            }
+            guard let found else {
+                process.terminate()
+                throw CaduceusError(code: "test", message: "the server did not start")
+            }
+            url = found
+        }
+
+        var startupText: String { String(decoding: output.snapshot, as: UTF8.self) }
+
+        func stop() {
+            if process.isRunning {
+                process.terminate()
+                process.waitUntilExit()
+            }
+        }
+    }
+
+    static func code(secret: String, offset: Int64 = 0) -> String {
+        let totp = TOTP(secret: Base32.decode(secret) ?? [])
+        return totp.code(step: TOTP.step(at: SystemWallClock().now()) + offset)
+    }
+
+    static func secret(fromURI uri: String) -> String {
+        String(uri.split(separator: "secret=")[1].prefix { $0 != "&" })
+    }
+
+    @Test("first start, bootstrap log-in, a researcher refused an admin action, idle log-off, and a verified audit log")
+    func readmePath() async throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let data = scratch.path + "/data"
+        let server = try Server(data: data, environment: ["CADUCEUS_IDLE_TIMEOUT_MINUTES": "1"])
+        defer { server.stop() }
+        #expect(server.startupText.contains("CA SHA-256 fingerprint: "))
+        #expect(server.startupText.contains("bootstrap-admin.json"))
+        let attributes = try FileManager.default.attributesOfItem(atPath: data + "/bootstrap-admin.json")
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        #expect((try FileManager.default.attributesOfItem(atPath: data)[.posixPermissions] as? Int) == 0o700)
+        #expect((try FileManager.default.attributesOfItem(atPath: data + "/keys/root.key")[.posixPermissions] as? Int) == 0o600)
+
+        let bootstrap = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: data + "/bootstrap-admin.json")))
+                as? [String: Any])
+        let adminPassword = try #require(bootstrap["password"] as? String)
+        let adminSecret = try #require(bootstrap["totpSecret"] as? String)
+        let ca = data + "/tls/ca.pem"
+        let admin = ["CADUCEUS_LOGIN_FILE": scratch.path + "/admin-login.json"]
+        let rita = ["CADUCEUS_LOGIN_FILE": scratch.path + "/rita-login.json"]
+
+        func run(_ args: [String], _ environment: [String: String], input: String = "") throws -> CLI.Result {
+            try CLI.run(args, input: Data(input.utf8), environment: environment)
+        }
+        func json(_ result: CLI.Result) throws -> [String: Any] {
+            #expect(result.status == 0, "\(result.stderr)")
+            return try #require(try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any])
+        }
+
+        let login = try run(
+            ["login", "--server", server.url, "--ca-cert", ca, "--user", "admin", "--password-stdin"], admin,
+            input: "\(adminPassword)\n\(Self.code(secret: adminSecret))\n")
+        #expect(login.status == 0, "\(login.stderr)")
+        #expect(login.text.contains("must set a new password"))
+        let loginFile = try FileManager.default.attributesOfItem(atPath: scratch.path + "/admin-login.json")
+        #expect((loginFile[.posixPermissions] as? Int) == 0o600)
+        #expect(try run(["tenant", "create", "st-marys"], admin).status != 0)
+        #expect(
+            try run(["user", "password", "--password-stdin"], admin, input: "\(adminPassword)\nthe admin's new password\n")
+                .status == 0)
+
+        let tenant = try json(try run(["tenant", "create", "st-marys", "--output", "json"], admin))
+        let tenantID = try #require(tenant["id"] as? String)
+        let project = try json(
+            try run(["project", "create", "--tenant", tenantID, "radiology", "--output", "json"], admin))
+        let projectID = try #require(project["id"] as? String)
+        let created = try json(try run(["user", "create", "rita", "--output", "json"], admin))
+        let ritaID = try #require((created["user"] as? [String: Any])?["id"] as? String)
+        let ritaPassword = try #require(created["initialPassword"] as? String)
+        let ritaSecret = Self.secret(fromURI: try #require(created["otpauthURI"] as? String))
+        let grant = try run(["role", "grant", ritaID, "researcher", "--scope", "project:\(tenantID)/\(projectID)"], admin)
+        #expect(grant.status == 0, "\(grant.stderr)")
+
+        let ritaLogin = try run(
+            ["login", "--server", server.url, "--ca-cert", ca, "--user", "rita", "--password-stdin"], rita,
+            input: "\(ritaPassword)\n\(Self.code(secret: ritaSecret))\n")
+        #expect(ritaLogin.status == 0, "\(ritaLogin.stderr)")
+        #expect(try run(["user", "password", "--password-stdin"], rita, input: "\(ritaPassword)\nrita's own password\n").status == 0)
+        let refused = try run(["user", "create", "eve"], rita)
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("403"))
+        let whoami = try run(["whoami", "--output", "json"], rita)
+        #expect(whoami.status == 0, "\(whoami.stderr)")
+
+        // Logged off after one idle minute.
+        try await Task.sleep(for: .seconds(62))
+        let expired = try run(["whoami"], rita)
+        #expect(expired.status != 0)
+        #expect(expired.stderr.contains("session has ended"))
+
+        server.stop()
+        let verify = try run(["audit", "verify", "--log", data + "/audit", "--vkey", data + "/keys/audit.vkey"], [:])
+        #expect(verify.status == 0, "\(verify.stderr)")
+        let events = try run(["audit", "export", "--log", data + "/audit", "--format", "jsonl"], [:]).text
+            .split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(
+            events.contains {
+                $0["action"] as? String == "user.create" && $0["outcome"] as? String == "denied"
+                    && ($0["actor"] as? [String: Any])?["id"] as? String == ritaID
+            })
+        #expect(events.contains { $0["action"] as? String == "session.create" && $0["sourceAddress"] as? String == "127.0.0.1" })
+    }
+
+    @Test("a restart keeps everything; plain HTTP and TLS below 1.2 get nothing")
+    func restartAndTransport() async throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let data = scratch.path + "/data"
+        let first = try Server(data: data)
+        let fingerprint = first.startupText.split(separator: "\n").first { $0.hasPrefix("CA SHA-256") }
+        let port = try #require(URL(string: first.url)?.port)
+
+        let plain = Process()
+        plain.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        plain.arguments = ["curl", "-s", "-m", "5", "http://127.0.0.1:\(port)/healthz"]
+        let plainOut = Pipe()
+        plain.standardOutput = plainOut
+        plain.standardError = FileHandle.nullDevice
+        try plain.run()
+        let plainBody = plainOut.fileHandleForReading.readDataToEndOfFile()
+        plain.waitUntilExit()
+        #expect(plain.terminationStatus != 0)
+        #expect(plainBody.isEmpty)
+
+        let old = Process()
+        old.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        old.arguments = ["curl", "-s", "-m", "5", "--tls-max", "1.1", "--cacert", data + "/tls/ca.pem", first.url + "/healthz"]
+        old.standardOutput = FileHandle.nullDevice
+        old.standardError = FileHandle.nullDevice
+        try old.run()
+        old.waitUntilExit()
+        #expect(old.terminationStatus != 0)
+        first.stop()
+
+        let second = try Server(data: data)
+        defer { second.stop() }
+        #expect(!second.startupText.contains("bootstrap-admin.json"))
+        #expect(second.startupText.split(separator: "\n").first { $0.hasPrefix("CA SHA-256") } == fingerprint)
+    }
+}
