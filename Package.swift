@@ -95,6 +95,14 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .target(
+            name: "CaduceusTesting",
+            dependencies: [
+                "AuditLog", "CaduceusCore", "ControlPlane", "Identity", "Persistence",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "caduceus",
             dependencies: [
@@ -118,8 +126,19 @@ let package = Package(
         .testTarget(
             name: "ControlPlaneTests",
             dependencies: [
-                "ControlPlane", "Persistence", "Identity", "AuditLog", "CaduceusCore",
+                "ControlPlane", "Persistence", "Identity", "AuditLog", "CaduceusCore", "CaduceusTesting",
                 .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ControlPlaneHTTPTests",
+            dependencies: [
+                "ControlPlaneHTTP", "ControlPlane", "Identity", "AuditLog", "CaduceusCore", "CaduceusTesting", "Persistence",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),

@@ -34,8 +34,12 @@ extension ControlPlane {
     ) async throws -> ListResponse<BreakGlassView> {
         let principal = try request.requirePrincipal()
         let subject = AuditRecorder.Subject(action: "breakglass.list", resourceType: "break-glass", resourceID: "all")
+        // Reviewers see every grant; anyone else sees only their own.
         let reviewer = AccessPolicy.decide(principal, .breakGlassReview, in: .platform, at: now).allowed
-        if !reviewer { _ = try await authorize(request, .emergencyAccess, in: .platform, subject) }
+        if principal.mustChangePassword {
+            try await audit.record(request, subject, outcome: .denied)
+            throw Failure.passwordChangeRequired
+        }
         let now = self.now
         return try await read(request, subject) { store in
             let page: Page<BreakGlassGrant> =

@@ -88,10 +88,7 @@ public enum CaduceusServer {
         plane: ControlPlane, ca: InternalCA, configuration: ServerConfiguration, logger: Logger,
         onRunning: @escaping @Sendable (Int) -> Void
     ) throws -> some ApplicationProtocol {
-        let router = Router(context: APIContext.self)
-        router.add(middleware: RequestMiddleware(plane: plane, logger: logger))
-        let handlers = RouteHandlers(plane: plane, openAPI: try OpenAPIDocument.json())
-        handlers.register(on: router, limiter: RateLimiter())
+        let router = try makeRouter(plane: plane, logger: logger)
         let (host, port) = try configuration.bindAddress()
         return try Application(
             router: router,
@@ -99,6 +96,18 @@ public enum CaduceusServer {
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             onServerRunning: { channel in onRunning(channel.localAddress?.port ?? port) },
             logger: logger)
+    }
+
+    /// The API's router: request middleware, then the routes of `APIRoutes`.
+    static func makeRouter(
+        plane: ControlPlane, logger: Logger, limiter: RateLimiter = RateLimiter()
+    ) throws
+        -> Router<APIContext>
+    {
+        let router = Router(context: APIContext.self)
+        router.add(middleware: RequestMiddleware(plane: plane, logger: logger))
+        RouteHandlers(plane: plane, openAPI: try OpenAPIDocument.json()).register(on: router, limiter: limiter)
+        return router
     }
 
     /// TLS 1.2 minimum, TLS 1.3 preferred (negotiated when the client offers it), ECDHE with AEAD only.

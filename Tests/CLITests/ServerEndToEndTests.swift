@@ -70,10 +70,13 @@ struct ServerEndToEndTests {
         let attributes = try FileManager.default.attributesOfItem(atPath: data + "/bootstrap-admin.json")
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
         #expect((try FileManager.default.attributesOfItem(atPath: data)[.posixPermissions] as? Int) == 0o700)
-        #expect((try FileManager.default.attributesOfItem(atPath: data + "/keys/root.key")[.posixPermissions] as? Int) == 0o600)
+        #expect(
+            (try FileManager.default.attributesOfItem(atPath: data + "/keys/root.key")[.posixPermissions] as? Int)
+                == 0o600)
 
         let bootstrap = try #require(
-            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: data + "/bootstrap-admin.json")))
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: data + "/bootstrap-admin.json")))
                 as? [String: Any])
         let adminPassword = try #require(bootstrap["password"] as? String)
         let adminSecret = try #require(bootstrap["totpSecret"] as? String)
@@ -98,8 +101,10 @@ struct ServerEndToEndTests {
         #expect((loginFile[.posixPermissions] as? Int) == 0o600)
         #expect(try run(["tenant", "create", "st-marys"], admin).status != 0)
         #expect(
-            try run(["user", "password", "--password-stdin"], admin, input: "\(adminPassword)\nthe admin's new password\n")
-                .status == 0)
+            try run(
+                ["user", "password", "--password-stdin"], admin, input: "\(adminPassword)\nthe admin's new password\n"
+            )
+            .status == 0)
 
         let tenant = try json(try run(["tenant", "create", "st-marys", "--output", "json"], admin))
         let tenantID = try #require(tenant["id"] as? String)
@@ -110,14 +115,17 @@ struct ServerEndToEndTests {
         let ritaID = try #require((created["user"] as? [String: Any])?["id"] as? String)
         let ritaPassword = try #require(created["initialPassword"] as? String)
         let ritaSecret = Self.secret(fromURI: try #require(created["otpauthURI"] as? String))
-        let grant = try run(["role", "grant", ritaID, "researcher", "--scope", "project:\(tenantID)/\(projectID)"], admin)
+        let grant = try run(
+            ["role", "grant", ritaID, "researcher", "--scope", "project:\(tenantID)/\(projectID)"], admin)
         #expect(grant.status == 0, "\(grant.stderr)")
 
         let ritaLogin = try run(
             ["login", "--server", server.url, "--ca-cert", ca, "--user", "rita", "--password-stdin"], rita,
             input: "\(ritaPassword)\n\(Self.code(secret: ritaSecret))\n")
         #expect(ritaLogin.status == 0, "\(ritaLogin.stderr)")
-        #expect(try run(["user", "password", "--password-stdin"], rita, input: "\(ritaPassword)\nrita's own password\n").status == 0)
+        #expect(
+            try run(["user", "password", "--password-stdin"], rita, input: "\(ritaPassword)\nrita's own password\n")
+                .status == 0)
         let refused = try run(["user", "create", "eve"], rita)
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("403"))
@@ -134,13 +142,18 @@ struct ServerEndToEndTests {
         let verify = try run(["audit", "verify", "--log", data + "/audit", "--vkey", data + "/keys/audit.vkey"], [:])
         #expect(verify.status == 0, "\(verify.stderr)")
         let events = try run(["audit", "export", "--log", data + "/audit", "--format", "jsonl"], [:]).text
-            .split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .split(separator: "\n").compactMap {
+                try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            }
         #expect(
             events.contains {
                 $0["action"] as? String == "user.create" && $0["outcome"] as? String == "denied"
                     && ($0["actor"] as? [String: Any])?["id"] as? String == ritaID
             })
-        #expect(events.contains { $0["action"] as? String == "session.create" && $0["sourceAddress"] as? String == "127.0.0.1" })
+        #expect(
+            events.contains {
+                $0["action"] as? String == "session.create" && $0["sourceAddress"] as? String == "127.0.0.1"
+            })
     }
 
     @Test("a restart keeps everything; plain HTTP and TLS below 1.2 get nothing")
@@ -166,7 +179,9 @@ struct ServerEndToEndTests {
 
         let old = Process()
         old.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        old.arguments = ["curl", "-s", "-m", "5", "--tls-max", "1.1", "--cacert", data + "/tls/ca.pem", first.url + "/healthz"]
+        old.arguments = [
+            "curl", "-s", "-m", "5", "--tls-max", "1.1", "--cacert", data + "/tls/ca.pem", first.url + "/healthz",
+        ]
         old.standardOutput = FileHandle.nullDevice
         old.standardError = FileHandle.nullDevice
         try old.run()

@@ -1,5 +1,6 @@
 import AuditLog
 import CaduceusCore
+import CaduceusTesting
 import ControlPlane
 import Identity
 import Persistence

@@ -7,27 +7,32 @@ import Identity
 import Persistence
 
 /// A clock tests move by hand.
-final class TestClock: WallClock, @unchecked Sendable {
+public final class TestClock: WallClock, @unchecked Sendable {
     // Safe: `value` is only touched with `lock` held.
     private let lock = NSLock()
     private var value: Int64 = 1_795_000_000_000
 
-    func now() -> Timestamp { lock.withLock { Timestamp(millisecondsSinceEpoch: value) } }
+    /// Starts at a fixed time in 2026.
+    public init() {}
 
-    func advance(seconds: Int64) { lock.withLock { value += seconds * 1000 } }
+    public func now() -> Timestamp { lock.withLock { Timestamp(millisecondsSinceEpoch: value) } }
+
+    /// Moves the clock forward.
+    public func advance(seconds: Int64) { lock.withLock { value += seconds * 1000 } }
 }
 
-/// A control plane over an in-memory database and a scratch audit log.
-struct Harness {
-    let plane: ControlPlane
-    let clock: TestClock
-    let database: Database
-    let trail: AuditTrail
-    let keys: AuditKeys
-    let directory: String
-    let admin: BootstrapAdmin
+/// A control plane over an in-memory database and a scratch audit log, with its bootstrap administrator.
+public struct Harness: Sendable {
+    public let plane: ControlPlane
+    public let clock: TestClock
+    public let database: Database
+    public let trail: AuditTrail
+    public let keys: AuditKeys
+    public let directory: String
+    public let admin: BootstrapAdmin
 
-    static func make() async throws -> Harness {
+    /// Creates the harness (a fast scrypt setting keeps tests quick).
+    public static func make() async throws -> Harness {
         let directory = FileManager.default.temporaryDirectory.path + "/caduceus-cp-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let clock = TestClock()
@@ -47,14 +52,15 @@ struct Harness {
         )
     }
 
-    func close() async {
+    /// Closes the log and the database and removes the scratch directory.
+    public func close() async {
         try? await trail.close()
         try? await database.close()
         try? FileManager.default.removeItem(atPath: directory)
     }
 
     /// The current code for a base32 secret or an otpauth URI.
-    func code(_ secretOrURI: String, stepOffset: Int64 = 0) -> String {
+    public func code(_ secretOrURI: String, stepOffset: Int64 = 0) -> String {
         var secret = secretOrURI
         if let range = secretOrURI.range(of: "secret=") {
             secret = String(secretOrURI[range.upperBound...].prefix { $0 != "&" })
@@ -64,19 +70,19 @@ struct Harness {
     }
 
     /// Logs in and returns request information carrying the principal.
-    func login(_ user: String, _ password: String, secret: String) async throws -> (RequestInfo, String) {
+    public func login(_ user: String, _ password: String, secret: String) async throws -> (RequestInfo, String) {
         let response = try await plane.login(
             RequestInfo(sourceAddress: "127.0.0.1"), LoginRequest(user: user, password: password, code: code(secret)))
         clock.advance(seconds: 30)  // the next log-in needs a fresh code
         return (try await authenticated(response.token), response.token)
     }
 
-    func authenticated(_ token: String) async throws -> RequestInfo {
+    public func authenticated(_ token: String) async throws -> RequestInfo {
         RequestInfo(principal: try await plane.authenticate(token), sourceAddress: "127.0.0.1")
     }
 
     /// Logs the bootstrap admin in and sets a real password.
-    func adminRequest() async throws -> RequestInfo {
+    public func adminRequest() async throws -> RequestInfo {
         let (request, token) = try await login("admin", admin.password, secret: admin.totpSecret)
         try await plane.changePassword(
             request, ChangePasswordRequest(currentPassword: admin.password, newPassword: "a much better password"))
@@ -84,7 +90,7 @@ struct Harness {
     }
 
     /// Every audit event so far.
-    func events() async throws -> [AuditEvent] {
+    public func events() async throws -> [AuditEvent] {
         let checkpoint = try await trail.log.sync()
         let reader = TileReader(directory: directory + "/audit", size: checkpoint.checkpoint.size)
         return try (0..<checkpoint.checkpoint.size).map { try AuditEvent.decode(entry: try reader.entry(at: $0)) }
