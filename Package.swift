@@ -161,7 +161,13 @@ let package = Package(
         ),
         .testTarget(
             name: "CLITests",
-            dependencies: ["caduceus", "AuditLog", "CaduceusCore", "Identity"],
+            dependencies: [
+                "caduceus", "AuditLog", "CaduceusCore", "Identity",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             swiftSettings: strict
         ),
     ]

@@ -52,6 +52,19 @@ public struct Harness: Sendable {
         )
     }
 
+    /// Runs `body` with a new harness and closes it afterwards, whether `body` throws or not.
+    public static func with<T>(_ body: (Harness) async throws -> T) async throws -> T {
+        let harness = try await make()
+        do {
+            let result = try await body(harness)
+            await harness.close()
+            return result
+        } catch {
+            await harness.close()
+            throw error
+        }
+    }
+
     /// Closes the log and the database and removes the scratch directory.
     public func close() async {
         try? await trail.close()

@@ -1,3 +1,4 @@
+import CaduceusCore
 import Foundation
 
 /// Runs the real `caduceus` executable built beside the test bundle.
@@ -97,4 +98,48 @@ func eventLine(_ n: Int, details: Bool = false) -> String {
     let base =
         #"{"actor":{"id":"usr-\#(n % 9)","type":"user"},"action":"dataset.object.read","resource":{"type":"dataset","id":"ds-\#(n % 4)"},"outcome":"success","tenant":"tnt-a","purposeOfUse":"TREAT","requestId":"req-\#(n)","sourceAddress":"127.0.0.1","id":"evt-\#(n)""#
     return base + (details ? #","details":{"patientMrn":"MRN-\#(n)"}}"# : "}")
+}
+
+/// A running `caduceus serve` on a free port.
+final class TestServer {
+    let process = Process()
+    let data: String
+    let url: String
+    let output: Collector
+
+    init(data: String, environment: [String: String] = [:]) throws {
+        self.data = data
+        process.executableURL = CLI.executable
+        process.arguments = ["serve", "--data-dir", data, "--listen", "127.0.0.1:0"]
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let stdout = Pipe()
+        process.standardOutput = stdout
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        output = Collector(stdout.fileHandleForReading)
+        let deadline = Date().addingTimeInterval(60)
+        var found: String?
+        while found == nil && Date() < deadline && process.isRunning {
+            let text = String(decoding: output.snapshot, as: UTF8.self)
+            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Caduceus is listening on ") }) {
+                found = String(line.dropFirst("Caduceus is listening on ".count))
+            } else {
+                usleep(50_000)
+            }
+        }
+        guard let found else {
+            process.terminate()
+            throw CaduceusError(code: "test", message: "the server did not start")
+        }
+        url = found
+    }
+
+    var startupText: String { String(decoding: output.snapshot, as: UTF8.self) }
+
+    func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
 }

@@ -5,50 +5,6 @@ import Testing
 
 /// The README's path, end to end: the real server over real TLS, driven by the real CLI.
 struct ServerEndToEndTests {
-    /// A running `caduceus serve` on a free port.
-    final class Server {
-        let process = Process()
-        let data: String
-        let url: String
-        let output: Collector
-
-        init(data: String, environment: [String: String] = [:]) throws {
-            self.data = data
-            process.executableURL = CLI.executable
-            process.arguments = ["serve", "--data-dir", data, "--listen", "127.0.0.1:0"]
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-            let stdout = Pipe()
-            process.standardOutput = stdout
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            output = Collector(stdout.fileHandleForReading)
-            let deadline = Date().addingTimeInterval(60)
-            var found: String?
-            while found == nil && Date() < deadline && process.isRunning {
-                let text = String(decoding: output.snapshot, as: UTF8.self)
-                if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Caduceus is listening on ") }) {
-                    found = String(line.dropFirst("Caduceus is listening on ".count))
-                } else {
-                    usleep(50_000)
-                }
-            }
-            guard let found else {
-                process.terminate()
-                throw CaduceusError(code: "test", message: "the server did not start")
-            }
-            url = found
-        }
-
-        var startupText: String { String(decoding: output.snapshot, as: UTF8.self) }
-
-        func stop() {
-            if process.isRunning {
-                process.terminate()
-                process.waitUntilExit()
-            }
-        }
-    }
-
     static func code(secret: String, offset: Int64 = 0) -> String {
         let totp = TOTP(secret: Base32.decode(secret) ?? [])
         return totp.code(step: TOTP.step(at: SystemWallClock().now()) + offset)
@@ -63,7 +19,7 @@ struct ServerEndToEndTests {
         let scratch = try Scratch()
         defer { scratch.remove() }
         let data = scratch.path + "/data"
-        let server = try Server(data: data, environment: ["CADUCEUS_IDLE_TIMEOUT_MINUTES": "1"])
+        let server = try TestServer(data: data, environment: ["CADUCEUS_IDLE_TIMEOUT_MINUTES": "1"])
         defer { server.stop() }
         #expect(server.startupText.contains("CA SHA-256 fingerprint: "))
         #expect(server.startupText.contains("bootstrap-admin.json"))
@@ -161,7 +117,7 @@ struct ServerEndToEndTests {
         let scratch = try Scratch()
         defer { scratch.remove() }
         let data = scratch.path + "/data"
-        let first = try Server(data: data)
+        let first = try TestServer(data: data)
         let fingerprint = first.startupText.split(separator: "\n").first { $0.hasPrefix("CA SHA-256") }
         let port = try #require(URL(string: first.url)?.port)
 
@@ -189,7 +145,7 @@ struct ServerEndToEndTests {
         #expect(old.terminationStatus != 0)
         first.stop()
 
-        let second = try Server(data: data)
+        let second = try TestServer(data: data)
         defer { second.stop() }
         #expect(!second.startupText.contains("bootstrap-admin.json"))
         #expect(second.startupText.split(separator: "\n").first { $0.hasPrefix("CA SHA-256") } == fingerprint)

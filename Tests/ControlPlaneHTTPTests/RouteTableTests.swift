@@ -17,14 +17,14 @@ struct RouteTableTests {
 
     @Test("every registered route is in the route table, and every table entry is registered")
     func routerMatchesTable() async throws {
-        let h = try await Harness.make()
-        defer { Task { await h.close() } }
-        let router = try CaduceusServer.makeRouter(plane: h.plane, logger: Logger(label: "test"))
-        let registered = Set(router.routes.map { "\($0.method.rawValue) \($0.path.description)" })
-        let table = Set(APIRoutes.all.map { "\($0.method.rawValue) \($0.path)" })
-        #expect(
-            registered == table,
-            "only registered: \(registered.subtracting(table)); only in table: \(table.subtracting(registered))")
+        try await Harness.with { h in
+            let router = try CaduceusServer.makeRouter(plane: h.plane, logger: Logger(label: "test"))
+            let registered = Set(router.routes.map { "\($0.method.rawValue) \($0.path.description)" })
+            let table = Set(APIRoutes.all.map { "\($0.method.rawValue) \($0.path)" })
+            #expect(
+                registered == table,
+                "only registered: \(registered.subtracting(table)); only in table: \(table.subtracting(registered))")
+        }
     }
 
     @Test("the checked-in OpenAPI document is current, lists every route, and is what the server serves")
@@ -38,13 +38,13 @@ struct RouteTableTests {
         for route in APIRoutes.all {
             #expect(paths[route.path]?[route.method.rawValue.lowercased()] != nil, "\(route.method) \(route.path)")
         }
-        let h = try await Harness.make()
-        defer { Task { await h.close() } }
-        let app = Application(router: try CaduceusServer.makeRouter(plane: h.plane, logger: Logger(label: "test")))
-        try await app.test(.router) { client in
-            let response = try await client.execute(uri: "/v1/openapi.json", method: .get)
-            #expect(response.status == .ok)
-            #expect(Array(response.body.readableBytesView) == generated)
+        try await Harness.with { h in
+            let app = Application(router: try CaduceusServer.makeRouter(plane: h.plane, logger: Logger(label: "test")))
+            try await app.test(.router) { client in
+                let response = try await client.execute(uri: "/v1/openapi.json", method: .get)
+                #expect(response.status == .ok)
+                #expect(Array(response.body.readableBytesView) == generated)
+            }
         }
     }
 }

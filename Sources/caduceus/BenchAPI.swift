@@ -1,0 +1,172 @@
+import ArgumentParser
+import AuditLog
+import CaduceusCore
+import ControlPlane
+import ControlPlaneHTTP
+import Foundation
+import Identity
+import Logging
+import NIOHTTP1
+
+/// `caduceus bench api`: an authenticated, audited `GET /v1/me` against `/healthz` of the same server,
+/// driven by wrk over TLS.
+struct BenchAPI: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "api",
+        abstract: "Requests per second and p50/p99 latency of GET /v1/me (authenticated, audited) and of /healthz.",
+        discussion: """
+            Starts a server on a scratch data directory and a free loopback port, logs in as its bootstrap \
+            administrator, and drives both routes with wrk (Debian package 'wrk') over TLS with keep-alive. \
+            /healthz of the same server is the reference measured in the same run.
+            """
+    )
+
+    @Option(help: "Seconds per route.")
+    var duration: Int = 10
+
+    @Option(help: "Concurrent connections.")
+    var connections: Int = 64
+
+    @Option(help: "wrk threads.")
+    var threads: Int = 2
+
+    @Option(help: "Directory to create the scratch data directory in (default: the system temporary directory).")
+    var directory: String?
+
+    struct Figures {
+        var requestsPerSecond: Double
+        var p50: Double
+        var p99: Double
+        var requests: Int
+        var errors: Int
+    }
+
+    func run() async throws {
+        guard let wrk = Self.which("wrk") else { throw CLIError("wrk is not installed: apt-get install -y wrk") }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .warning
+            return handler
+        }
+        let data = (directory ?? FileManager.default.temporaryDirectory.path) + "/caduceus-bench-api-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let configuration = try ServerConfiguration.resolve(
+            file: nil, overrides: ["dataDirectory": data, "listen": "127.0.0.1:0"])
+        let (started, continuation) = AsyncStream.makeStream(of: CaduceusServer.Started.self)
+        var logger = Logger(label: "caduceus.bench")
+        logger.logLevel = .warning
+        let quietLogger = logger
+        let server = Task {
+            try await CaduceusServer.run(configuration: configuration, logger: quietLogger) { continuation.yield($0) }
+        }
+        var iterator = started.makeAsyncIterator()
+        guard let info = await iterator.next() else { throw CLIError("the server did not start") }
+        defer { server.cancel() }
+
+        let token = try await Self.adminSession(info)
+        let reference = try Self.drive(wrk, url: info.url + "/healthz", token: nil, self)
+        let measured = try Self.drive(wrk, url: info.url + "/v1/me", token: token, self)
+        server.cancel()
+        _ = await server.result
+        let audited = try Checkpoint.readUnverified(
+            Array(try Data(contentsOf: URL(fileURLWithPath: data + "/audit/checkpoint")))
+        ).size
+
+        let fields: [(String, String)] = [
+            ("connections", "\(connections)"), ("durationSeconds", "\(duration)"),
+            ("meRequestsPerSecond", Self.number(measured.requestsPerSecond)),
+            ("meP50Milliseconds", Self.number(measured.p50)), ("meP99Milliseconds", Self.number(measured.p99)),
+            ("meRequests", "\(measured.requests)"), ("meErrors", "\(measured.errors)"),
+            ("referenceHealthzRequestsPerSecond", Self.number(reference.requestsPerSecond)),
+            ("referenceHealthzP50Milliseconds", Self.number(reference.p50)),
+            ("referenceHealthzP99Milliseconds", Self.number(reference.p99)),
+            ("meOverHealthz", Self.number(measured.requestsPerSecond / max(1, reference.requestsPerSecond))),
+            ("auditEntries", "\(audited)"),
+        ]
+        StandardStreams.line("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
+    }
+
+    static func number(_ value: Double) -> String { String(format: "%.2f", value) }
+
+    static func which(_ name: String) -> String? {
+        for folder in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
+            let path = "\(folder)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }
+
+    /// Logs in as the bootstrap administrator, sets a password, and returns a fresh session token.
+    static func adminSession(_ info: CaduceusServer.Started) async throws -> String {
+        guard let file = info.bootstrapFile,
+            let bootstrap = try? JSONDecoder().decode(
+                BootstrapAdmin.self, from: Data(contentsOf: URL(fileURLWithPath: file)))
+        else { throw CLIError("no bootstrap credentials") }
+        let totp = TOTP(secret: Base32.decode(bootstrap.totpSecret) ?? [])
+        let step = TOTP.step(at: SystemWallClock().now())
+        let anonymous = try APIClient(server: info.url, token: nil, caCertificate: info.caCertificatePath)
+        let first = try await anonymous.post(
+            "/v1/sessions", LoginRequest(user: "admin", password: bootstrap.password, code: totp.code(step: step)),
+            as: LoginResponse.self)
+        let admin = try APIClient(server: info.url, token: first.token, caCertificate: info.caCertificatePath)
+        _ = try await admin.send(
+            .POST, "/v1/me/password",
+            body: ChangePasswordRequest(currentPassword: bootstrap.password, newPassword: "benchmark password 1"))
+        let second = try await anonymous.post(
+            "/v1/sessions",
+            LoginRequest(user: "admin", password: "benchmark password 1", code: totp.code(step: step + 1)),
+            as: LoginResponse.self)
+        await anonymous.shutdown()
+        await admin.shutdown()
+        return second.token
+    }
+
+    /// Runs wrk against `url` and reads its figures.
+    static func drive(_ wrk: String, url: String, token: String?, _ options: BenchAPI) throws -> Figures {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: wrk)
+        var arguments = [
+            "-t", "\(options.threads)", "-c", "\(options.connections)", "-d", "\(options.duration)s", "--latency",
+        ]
+        if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
+        process.arguments = arguments + [url]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0, let rate = value(after: "Requests/sec:", in: text) else {
+            throw CLIError("wrk failed:\n\(text)")
+        }
+        let requests =
+            text.split(separator: "\n").first { $0.contains("requests in") }
+            .flatMap { Int($0.trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "") } ?? 0
+        let errors =
+            text.split(separator: "\n").first { $0.contains("Non-2xx or 3xx responses:") }
+            .flatMap { Int($0.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "") } ?? 0
+        return Figures(
+            requestsPerSecond: rate, p50: latency("50%", in: text) ?? 0, p99: latency("99%", in: text) ?? 0,
+            requests: requests, errors: errors)
+    }
+
+    static func value(after label: String, in text: String) -> Double? {
+        guard let line = text.split(separator: "\n").first(where: { $0.contains(label) }) else { return nil }
+        return Double(line.replacingOccurrences(of: label, with: "").trimmingCharacters(in: .whitespaces))
+    }
+
+    /// A latency percentile from wrk's distribution, in milliseconds.
+    static func latency(_ percentile: String, in text: String) -> Double? {
+        guard
+            let line = text.split(separator: "\n").first(where: {
+                $0.trimmingCharacters(in: .whitespaces).hasPrefix(percentile)
+            })
+        else { return nil }
+        let field = line.trimmingCharacters(in: .whitespaces).dropFirst(percentile.count).trimmingCharacters(
+            in: .whitespaces)
+        for (unit, scale) in [("us", 0.001), ("ms", 1.0), ("s", 1000.0)] where field.hasSuffix(unit) {
+            return Double(field.dropLast(unit.count)).map { $0 * scale }
+        }
+        return nil
+    }
+}
