@@ -77,12 +77,16 @@ extension ControlPlane {
             }
             return entry.principal
         }
-        let entry = try await load(token: token, digest: digest, at: now)
-        await sessions.store(entry, for: digest)
+        let (entry, user) = try await load(token: token, digest: digest, at: now)
+        await sessions.store(entry, for: digest, user: user)
         return entry.principal
     }
 
-    private func load(token: OpaqueToken, digest: String, at now: Timestamp) async throws -> SessionCache.Entry {
+    private func load(
+        token: OpaqueToken, digest: String, at now: Timestamp
+    ) async throws
+        -> (SessionCache.Entry, UserRecord)
+    {
         switch token.kind {
         case .session:
             guard let session = try await store.session(digest: digest), session.endedAt == nil,
@@ -97,8 +101,9 @@ extension ControlPlane {
                 id: user.id, name: user.name, kind: user.kind, session: session.id,
                 bindings: try await store.bindings(of: user.id).map(\.binding),
                 breakGlass: try await store.grants(of: user.id), mustChangePassword: user.mustChangePassword)
-            return SessionCache.Entry(
+            let entry = SessionCache.Entry(
                 principal: principal, session: session, token: nil, lastSeen: now, lastPersisted: now)
+            return (entry, user)
         case .api:
             guard let apiToken = try await store.token(digest: digest), apiToken.isUsable(at: now),
                 let user = try await store.user(id: apiToken.user), !user.disabled
@@ -115,8 +120,9 @@ extension ControlPlane {
             }
             let principal = Principal(
                 id: user.id, name: user.name, kind: .service, token: apiToken.id, bindings: bindings)
-            return SessionCache.Entry(
+            let entry = SessionCache.Entry(
                 principal: principal, session: nil, token: apiToken, lastSeen: now, lastPersisted: now)
+            return (entry, user)
         }
     }
 
@@ -136,7 +142,9 @@ extension ControlPlane {
     public func me(_ request: RequestInfo) async throws -> MeResponse {
         let principal = try request.requirePrincipal()
         let subject = AuditRecorder.Subject(action: "user.me", resourceType: "user", resourceID: principal.id.rawValue)
-        guard let user = try await store.user(id: principal.id) else {
+        var found = await sessions.user(principal.id)
+        if found == nil { found = try await store.user(id: principal.id) }
+        guard let user = found else {
             try await auditFailure(request, subject, Failure.notFound("account"))
             throw Failure.unauthenticated()
         }

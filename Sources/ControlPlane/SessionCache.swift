@@ -18,6 +18,7 @@ actor SessionCache {
     }
 
     private var entries: [String: Entry] = [:]
+    private var users: [UserID: UserRecord] = [:]
     private let limit: Int
 
     init(limit: Int = 100_000) {
@@ -26,10 +27,17 @@ actor SessionCache {
 
     func entry(_ digest: String) -> Entry? { entries[digest] }
 
-    func store(_ entry: Entry, for digest: String) {
-        if entries.count >= limit { entries.removeAll(keepingCapacity: true) }
+    func store(_ entry: Entry, for digest: String, user: UserRecord) {
+        if entries.count >= limit {
+            entries.removeAll(keepingCapacity: true)
+            users.removeAll(keepingCapacity: true)
+        }
         entries[digest] = entry
+        users[user.id] = user
     }
+
+    /// The account record loaded with a cached session, if any.
+    func user(_ id: UserID) -> UserRecord? { users[id] }
 
     /// Records a use at `now`; returns true when the time should be written back.
     func touch(_ digest: String, at now: Timestamp) -> Bool {
@@ -45,5 +53,6 @@ actor SessionCache {
 
     func remove(user: UserID) {
         entries = entries.filter { $0.value.principal.id != user }
+        users[user] = nil
     }
 }

@@ -1,5 +1,6 @@
 import AuditLog
 import CaduceusCore
+import Foundation
 import HTTPTypes
 
 #if canImport(Glibc)
@@ -55,8 +56,9 @@ enum SecureFile {
 
     /// The permission bits of `path`.
     static func mode(_ path: String) -> mode_t? {
-        var info = stat()
-        return stat(path, &info) == 0 ? info.st_mode & 0o777 : nil
+        (try? FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int).flatMap {
+            $0.map { mode_t($0) }
+        }
     }
 
     /// Creates a directory with `mode` (and tightens an existing one to it).
