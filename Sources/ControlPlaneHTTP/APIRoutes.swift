@@ -31,6 +31,7 @@ public enum APIRoutes {
     public static let all: [RouteSpec] = [
         .init(method: .get, path: "/healthz", summary: "Liveness", access: .open),
         .init(method: .get, path: "/readyz", summary: "Readiness", access: .open),
+        .init(method: .get, path: "/metrics", summary: "Prometheus metrics (loopback clients only)", access: .open),
         .init(method: .get, path: "/v1/openapi.json", summary: "This API's OpenAPI 3.1 document", access: .open),
         .init(method: .post, path: "/v1/sessions", summary: "Log in (user name, password, TOTP code)", access: .open),
         .init(method: .delete, path: "/v1/sessions/current", summary: "Log out", access: .authenticated),
@@ -74,10 +75,17 @@ public enum APIRoutes {
 struct RouteHandlers {
     let plane: ControlPlane
     let openAPI: [UInt8]
+    let metrics: ServerMetrics
 
     func register(on router: Router<APIContext>, limiter: RateLimiter) {
         router.get("/healthz") { _, _ in try JSONBody.response(["status": "ok"]) }
         router.get("/readyz") { _, _ in try JSONBody.response(["status": "ready"]) }
+        router.get("/metrics") { [metrics] _, context in
+            guard ServerMetrics.isLoopback(context.remoteAddress) else { throw Failure.notFound("route") }
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: .init(bytes: metrics.render())))
+        }
         let v1 = router.group("/v1")
         v1.get("/openapi.json") { [openAPI] _, _ in
             Response(

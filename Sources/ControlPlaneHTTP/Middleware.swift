@@ -13,6 +13,7 @@ struct RequestMiddleware: RouterMiddleware {
     typealias Context = APIContext
     let plane: ControlPlane
     let logger: Logger
+    let metrics: ServerMetrics
 
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
@@ -20,6 +21,7 @@ struct RequestMiddleware: RouterMiddleware {
         -> Response
     {
         let requestID = context.info.requestID.rawValue
+        let started = ContinuousClock.now
         var response: Response
         do {
             response = try await next(request, context)
@@ -30,8 +32,9 @@ struct RequestMiddleware: RouterMiddleware {
             }
             response = try apiError.response(from: request, context: context)
         }
-        // Liveness and readiness probes touch no data and no account; they are not audit events.
-        let isProbe = request.uri.path == "/healthz" || request.uri.path == "/readyz"
+        // Liveness and readiness probes and the loopback metrics scrape touch no account and no tenant's
+        // data; they are not audit events.
+        let isProbe = request.uri.path == "/healthz" || request.uri.path == "/readyz" || request.uri.path == "/metrics"
         if !context.info.tracker.isAudited && !isProbe {
             var info = context.info
             info.principal = context.state.authenticated
@@ -52,6 +55,8 @@ struct RequestMiddleware: RouterMiddleware {
             }
         }
         response.headers[.requestID] = requestID
+        metrics.record(
+            route: Self.route(context), status: Int(response.status.code), duration: ContinuousClock.now - started)
         return response
     }
 

@@ -61,7 +61,7 @@ public enum CaduceusServer {
         let bootstrapFile = createdBootstrapFile
 
         let app = try makeApplication(
-            plane: plane, ca: ca, configuration: configuration, logger: logger,
+            plane: plane, ca: ca, configuration: configuration, logger: logger, metrics: ServerMetrics(trail: trail),
             onRunning: { port in
                 let shownHost =
                     (try? configuration.bindAddress().host).map { $0 == "0.0.0.0" ? host : $0 } ?? "localhost"
@@ -85,10 +85,10 @@ public enum CaduceusServer {
 
     /// The HTTPS application: TLS 1.2+ with AEAD suites only, the API routes and their middleware.
     static func makeApplication(
-        plane: ControlPlane, ca: InternalCA, configuration: ServerConfiguration, logger: Logger,
+        plane: ControlPlane, ca: InternalCA, configuration: ServerConfiguration, logger: Logger, metrics: ServerMetrics,
         onRunning: @escaping @Sendable (Int) -> Void
     ) throws -> some ApplicationProtocol {
-        let router = try makeRouter(plane: plane, logger: logger)
+        let router = try makeRouter(plane: plane, logger: logger, metrics: metrics)
         let (host, port) = try configuration.bindAddress()
         return try Application(
             router: router,
@@ -100,13 +100,13 @@ public enum CaduceusServer {
 
     /// The API's router: request middleware, then the routes of `APIRoutes`.
     static func makeRouter(
-        plane: ControlPlane, logger: Logger, limiter: RateLimiter = RateLimiter()
-    ) throws
-        -> Router<APIContext>
-    {
+        plane: ControlPlane, logger: Logger, limiter: RateLimiter = RateLimiter(),
+        metrics: ServerMetrics = ServerMetrics(trail: nil)
+    ) throws -> Router<APIContext> {
         let router = Router(context: APIContext.self)
-        router.add(middleware: RequestMiddleware(plane: plane, logger: logger))
-        RouteHandlers(plane: plane, openAPI: try OpenAPIDocument.json()).register(on: router, limiter: limiter)
+        router.add(middleware: RequestMiddleware(plane: plane, logger: logger, metrics: metrics))
+        RouteHandlers(plane: plane, openAPI: try OpenAPIDocument.json(), metrics: metrics)
+            .register(on: router, limiter: limiter)
         return router
     }
 

@@ -143,6 +143,21 @@ struct ServerEndToEndTests {
         try old.run()
         old.waitUntilExit()
         #expect(old.terminationStatus != 0)
+
+        let metrics = Process()
+        metrics.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        metrics.arguments = [
+            "curl", "-s", "-m", "5", "--cacert", data + "/tls/ca.pem", first.url + "/healthz", "-o", "/dev/null",
+            "--next", "-s", "-m", "5", "--cacert", data + "/tls/ca.pem", first.url + "/metrics",
+        ]
+        let metricsOut = Pipe()
+        metrics.standardOutput = metricsOut
+        metrics.standardError = FileHandle.nullDevice
+        try metrics.run()
+        let exposition = String(decoding: metricsOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        metrics.waitUntilExit()
+        #expect(exposition.contains("caduceus_http_requests_total"))
+        #expect(exposition.contains("caduceus_audit_log_entries"))
         first.stop()
 
         let second = try TestServer(data: data)

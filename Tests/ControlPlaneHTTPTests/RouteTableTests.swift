@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import NIOCore
 import Testing
 
 @testable import ControlPlaneHTTP
@@ -46,5 +47,19 @@ struct RouteTableTests {
                 #expect(Array(response.body.readableBytesView) == generated)
             }
         }
+    }
+
+    @Test("metrics are served to loopback peers only")
+    func metricsLoopbackOnly() throws {
+        #expect(ServerMetrics.isLoopback(try SocketAddress(ipAddress: "127.0.0.1", port: 1)))
+        #expect(ServerMetrics.isLoopback(try SocketAddress(ipAddress: "::1", port: 1)))
+        #expect(!ServerMetrics.isLoopback(try SocketAddress(ipAddress: "10.1.2.3", port: 1)))
+        #expect(!ServerMetrics.isLoopback(try SocketAddress(ipAddress: "128.0.0.1", port: 1)))
+        #expect(!ServerMetrics.isLoopback(nil))
+        let metrics = ServerMetrics(trail: nil)
+        metrics.record(route: "v1.me", status: 200, duration: .milliseconds(3))
+        let text = String(decoding: metrics.render(), as: UTF8.self)
+        #expect(text.contains(#"caduceus_http_requests_total{route="v1.me",status="200"} 1"#))
+        #expect(text.contains("caduceus_http_request_duration_seconds_bucket"))
     }
 }
