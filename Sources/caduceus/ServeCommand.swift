@@ -32,11 +32,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let dataDirectory { overrides["dataDirectory"] = dataDirectory }
         if let listen { overrides["listen"] = listen }
         let configuration = try ServerConfiguration.resolve(file: config, overrides: overrides)
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .info
-            return handler
-        }
+        LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: .info) }
         let logger = Logger(label: "caduceus")
         try await CaduceusServer.run(configuration: configuration, logger: logger) { started in
             var lines = [

@@ -106,6 +106,7 @@ final class TestServer {
     let data: String
     let url: String
     let output: Collector
+    let errors: Collector
 
     init(data: String, environment: [String: String] = [:]) throws {
         self.data = data
@@ -113,10 +114,12 @@ final class TestServer {
         process.arguments = ["serve", "--data-dir", data, "--listen", "127.0.0.1:0"]
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let stdout = Pipe()
+        let stderr = Pipe()
         process.standardOutput = stdout
-        process.standardError = FileHandle.nullDevice
+        process.standardError = stderr
         try process.run()
         output = Collector(stdout.fileHandleForReading)
+        errors = Collector(stderr.fileHandleForReading)
         let deadline = Date().addingTimeInterval(60)
         var found: String?
         while found == nil && Date() < deadline && process.isRunning {
@@ -135,6 +138,9 @@ final class TestServer {
     }
 
     var startupText: String { String(decoding: output.snapshot, as: UTF8.self) }
+
+    /// What the server has logged so far (JSON lines).
+    var logText: String { String(decoding: errors.snapshot, as: UTF8.self) }
 
     func stop() {
         if process.isRunning {

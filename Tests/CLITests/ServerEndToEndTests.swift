@@ -95,6 +95,15 @@ struct ServerEndToEndTests {
         #expect(expired.stderr.contains("session has ended"))
 
         server.stop()
+        // The logs are JSON lines, and no credential ever reaches them.
+        let logLines = server.logText.split(separator: "\n")
+        #expect(!logLines.isEmpty)
+        for line in logLines {
+            #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) is [String: Any], "not JSON: \(line)")
+        }
+        for secret in [adminPassword, adminSecret, ritaPassword, ritaSecret, "the admin's new password"] {
+            #expect(!server.logText.contains(secret))
+        }
         let verify = try run(["audit", "verify", "--log", data + "/audit", "--vkey", data + "/keys/audit.vkey"], [:])
         #expect(verify.status == 0, "\(verify.stderr)")
         let events = try run(["audit", "export", "--log", data + "/audit", "--format", "jsonl"], [:]).text
