@@ -143,7 +143,7 @@ public struct AuditEvent: Codable, Sendable, Equatable {
     /// The event's canonical JSON, checked: the bytes that go into the log.
     public func canonicalEntry() throws -> [UInt8] {
         try validate()
-        let bytes = try CanonicalJSON.encode(self)
+        let bytes = canonicalBytes()
         guard bytes.count <= TileLayout.maxEntrySize else {
             throw CaduceusError(code: "audit.entryTooLarge", message: "the event encodes to \(bytes.count) bytes")
         }

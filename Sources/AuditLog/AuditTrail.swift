@@ -17,13 +17,12 @@ public final class AuditTrail: Sendable {
         payloads = PayloadStore(directory: directory + "/payloads", key: keys.payloadKey)
     }
 
-    /// Checks `event`, seals `details` (if any) and commits to them in the event, and appends it durably.
+    /// Checks `event` (in `canonicalEntry`), seals `details` (if any) and commits to them in the event, and appends it durably.
     ///
     /// Nothing is written when the event is malformed. The payload is durable before the event that
     /// commits to it; the returned index is durable and covered by a signed checkpoint.
     public func record(_ event: AuditEvent, details: JSONValue? = nil) async throws -> UInt64 {
         var event = event
-        try event.validate()
         if let details {
             guard event.payload == nil else {
                 throw CaduceusError(

@@ -107,3 +107,37 @@ struct AuditEventTests {
         #expect(text.contains("IHE.BasicAudit.Read"))
     }
 }
+
+struct CanonicalEncodingTests {
+    @Test("the direct encoder writes exactly what the JSON encoder writes, for 1,000 varied events")
+    func directEncoderMatches() throws {
+        var generator = SystemRandomNumberGenerator()
+        for n in 0..<1000 {
+            var event = sampleEvent(n, outcome: AuditEvent.Outcome.allCases[n % 3])
+            if Bool.random(using: &generator) { event.session = nil }
+            if Bool.random(using: &generator) { event.tenant = nil }
+            if Bool.random(using: &generator) { event.purposeOfUse = nil }
+            if Bool.random(using: &generator) { event.requestId = nil }
+            if Bool.random(using: &generator) { event.sourceAddress = "2001:db8::\(n % 97)" }
+            if n % 7 == 0 {
+                event.breakGlass = true
+                event.breakGlassGrant = "bg-\(n)"
+            }
+            if n % 5 == 0 { event.payload = "sha256:" + String(repeating: "0f", count: 32) }
+            let direct = try event.canonicalEntry()
+            #expect(direct == (try CanonicalJSON.encode(event)), "event \(n)")
+            #expect(try AuditEvent.decode(entry: direct) == event)
+        }
+    }
+
+    @Test("strings are escaped as the JSON encoder escapes them")
+    func escaping() throws {
+        struct Box: Encodable { var s: String }
+        for text in ["plain", "quote\"back\\slash", "new\nline\ttab\r", "\u{1}\u{1f}", "ünïcødé ✓", "/slash/"] {
+            var direct: [UInt8] = []
+            AuditEvent.appendString(text, to: &direct)
+            let encoded = try CanonicalJSON.encode(Box(s: text))
+            #expect(Array(#"{"s":"#.utf8) + direct + [UInt8(ascii: "}")] == encoded, "\(text)")
+        }
+    }
+}
