@@ -25,12 +25,10 @@ extension ControlPlane {
     public func listTenants(
         _ request: RequestInfo, after cursor: String?, limit: Int
     ) async throws -> ListResponse<TenantView> {
-        let subject = AuditRecorder.Subject(action: "tenant.list", resourceType: "tenant", resourceID: "all")
-        let decision = try await authorize(request, .tenantRead, in: .platform, subject)
-        return try await read(request, subject, decision: decision) { store in
-            let page = try await store.tenants(after: cursor, limit: limit)
-            return ListResponse(items: page.items.map(TenantView.init), next: page.next)
-        }
+        try await list(
+            request, AuditRecorder.Subject(action: "tenant.list", resourceType: "tenant", resourceID: "all"),
+            .tenantRead, in: .platform, fetch: { try await $0.tenants(after: cursor, limit: limit) },
+            view: TenantView.init)
     }
 
     /// Shows a tenant.
@@ -66,13 +64,11 @@ extension ControlPlane {
     public func listProjects(
         _ request: RequestInfo, tenant: TenantID?, after cursor: String?, limit: Int
     ) async throws -> ListResponse<ProjectView> {
-        let subject = AuditRecorder.Subject(
-            action: "project.list", resourceType: "project", resourceID: "all", tenant: tenant)
-        let decision = try await authorize(request, .projectRead, in: tenant.map { .tenant($0) } ?? .platform, subject)
-        return try await read(request, subject, decision: decision) { store in
-            let page = try await store.projects(of: tenant, after: cursor, limit: limit)
-            return ListResponse(items: page.items.map(ProjectView.init), next: page.next)
-        }
+        try await list(
+            request,
+            AuditRecorder.Subject(action: "project.list", resourceType: "project", resourceID: "all", tenant: tenant),
+            .projectRead, in: tenant.map { .tenant($0) } ?? .platform,
+            fetch: { try await $0.projects(of: tenant, after: cursor, limit: limit) }, view: ProjectView.init)
     }
 
     /// Shows a project.
@@ -120,12 +116,10 @@ extension ControlPlane {
     public func listTokens(
         _ request: RequestInfo, after cursor: String?, limit: Int
     ) async throws -> ListResponse<TokenView> {
-        let subject = AuditRecorder.Subject(action: "token.list", resourceType: "token", resourceID: "all")
-        let decision = try await authorize(request, .tokenManage, in: .platform, subject)
-        return try await read(request, subject, decision: decision) { store in
-            let page = try await store.tokens(after: cursor, limit: limit)
-            return ListResponse(items: page.items.map(TokenView.init), next: page.next)
-        }
+        try await list(
+            request, AuditRecorder.Subject(action: "token.list", resourceType: "token", resourceID: "all"),
+            .tokenManage, in: .platform, fetch: { try await $0.tokens(after: cursor, limit: limit) },
+            view: TokenView.init)
     }
 
     /// Revokes an API token at once.

@@ -51,12 +51,9 @@ extension ControlPlane {
     public func listUsers(
         _ request: RequestInfo, after cursor: String?, limit: Int
     ) async throws -> ListResponse<UserView> {
-        let subject = AuditRecorder.Subject(action: "user.list", resourceType: "user", resourceID: "all")
-        let decision = try await authorize(request, .userRead, in: .platform, subject)
-        return try await read(request, subject, decision: decision) { store in
-            let page = try await store.users(after: cursor, limit: limit)
-            return ListResponse(items: page.items.map(UserView.init), next: page.next)
-        }
+        try await list(
+            request, AuditRecorder.Subject(action: "user.list", resourceType: "user", resourceID: "all"),
+            .userRead, in: .platform, fetch: { try await $0.users(after: cursor, limit: limit) }, view: UserView.init)
     }
 
     /// Shows one account.
@@ -155,11 +152,9 @@ extension ControlPlane {
     public func listRoles(
         _ request: RequestInfo, after cursor: String?, limit: Int
     ) async throws -> ListResponse<RoleBindingView> {
-        let subject = AuditRecorder.Subject(action: "role.list", resourceType: "role-binding", resourceID: "all")
-        let decision = try await authorize(request, .roleRead, in: .platform, subject)
-        return try await read(request, subject, decision: decision) { store in
-            let page = try await store.bindings(after: cursor, limit: limit)
-            return ListResponse(items: page.items.map(RoleBindingView.init), next: page.next)
-        }
+        try await list(
+            request, AuditRecorder.Subject(action: "role.list", resourceType: "role-binding", resourceID: "all"),
+            .roleRead, in: .platform, fetch: { try await $0.bindings(after: cursor, limit: limit) },
+            view: RoleBindingView.init)
     }
 }

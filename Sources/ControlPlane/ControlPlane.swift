@@ -98,6 +98,19 @@ public final class ControlPlane: Sendable {
         return result
     }
 
+    /// A list use case: authorise `permission` in `scope`, read one page, map it to views, audit the read.
+    func list<Record: Sendable, View: Codable & Sendable>(
+        _ request: RequestInfo, _ subject: AuditRecorder.Subject, _ permission: Permission, in scope: Scope,
+        fetch: @escaping @Sendable (any IdentityStore) async throws -> Page<Record>,
+        view: @escaping @Sendable (Record) -> View
+    ) async throws -> ListResponse<View> {
+        let decision = try await authorize(request, permission, in: scope, subject)
+        return try await read(request, subject, decision: decision) { store in
+            let page = try await fetch(store)
+            return ListResponse(items: page.items.map(view), next: page.next)
+        }
+    }
+
     /// Audits a failed request unless it was audited already (a denial, or the audit itself failing).
     func auditFailure(_ request: RequestInfo, _ subject: AuditRecorder.Subject, _ error: any Error) async throws {
         guard !request.tracker.isAudited else { return }
