@@ -3,10 +3,32 @@ import CaduceusCore
 import Identity
 import Logging
 
+/// The JSON type of a request field, and whether it must be present.
+public struct FieldSpec: Sendable, Equatable {
+    /// `string`, `integer` or `boolean`.
+    public var type: String
+    /// Whether the field must be present.
+    public var required: Bool
+
+    /// A required string.
+    public static let string = FieldSpec(type: "string", required: true)
+    /// A required integer.
+    public static let integer = FieldSpec(type: "integer", required: true)
+    /// An optional string.
+    public static let optionalString = FieldSpec(type: "string", required: false)
+    /// An optional integer.
+    public static let optionalInteger = FieldSpec(type: "integer", required: false)
+}
+
 /// Request bodies that refuse fields they do not know (an unknown field is a client bug, or worse).
 public protocol StrictDecodable: Decodable, Sendable {
-    /// The JSON fields the type accepts.
-    static var fields: Set<String> { get }
+    /// The JSON fields the type accepts, with their types; also what the OpenAPI document says.
+    static var schema: [String: FieldSpec] { get }
+}
+
+extension StrictDecodable {
+    /// The names of the accepted fields.
+    public static var fields: Set<String> { Set(schema.keys) }
 }
 
 /// A page of results and the cursor for the next.
@@ -21,7 +43,7 @@ public struct ListResponse<Item: Codable & Sendable>: Codable, Sendable {
 }
 
 public struct LoginRequest: StrictDecodable, Encodable {
-    public static let fields: Set<String> = ["user", "password", "code"]
+    public static let schema: [String: FieldSpec] = ["user": .string, "password": .string, "code": .string]
     public var user: String
     public var password: String
     public var code: String
@@ -70,7 +92,7 @@ public struct MeResponse: Codable, Sendable {
 }
 
 public struct ChangePasswordRequest: StrictDecodable, Encodable {
-    public static let fields: Set<String> = ["currentPassword", "newPassword"]
+    public static let schema: [String: FieldSpec] = ["currentPassword": .string, "newPassword": .string]
     public var currentPassword: String
     public var newPassword: String
 
@@ -81,7 +103,7 @@ public struct ChangePasswordRequest: StrictDecodable, Encodable {
 }
 
 public struct EnrollMFARequest: StrictDecodable, Encodable {
-    public static let fields: Set<String> = ["code"]
+    public static let schema: [String: FieldSpec] = ["code": .string]
     /// A current code from the authenticator being replaced.
     public var code: String
 
@@ -93,7 +115,7 @@ public struct EnrollMFAResponse: Codable, Sendable {
 }
 
 public struct CreateUserRequest: StrictDecodable, Encodable {
-    public static let fields: Set<String> = ["name", "kind"]
+    public static let schema: [String: FieldSpec] = ["name": .string, "kind": .optionalString]
     public var name: String
     public var kind: Principal.Kind?
 
@@ -130,7 +152,7 @@ public struct RoleBindingView: Codable, Sendable, Equatable {
 }
 
 public struct GrantRoleRequest: StrictDecodable, Encodable {
-    public static let fields: Set<String> = ["user", "role", "scope"]
+    public static let schema: [String: FieldSpec] = ["user": .string, "role": .string, "scope": .string]
     public var user: UserID
     public var role: Role
     public var scope: Scope
@@ -143,7 +165,9 @@ public struct GrantRoleRequest: StrictDecodable, Encodable {
 }
 
 public struct CreateTokenRequest: StrictDecodable, Encodable {
-    public static let fields: Set<String> = ["user", "name", "scope", "days"]
+    public static let schema: [String: FieldSpec] = [
+        "user": .string, "name": .string, "scope": .string, "days": .optionalInteger,
+    ]
     /// The service account the token is for.
     public var user: UserID
     public var name: String
@@ -186,7 +210,7 @@ public struct CreateTokenResponse: Codable, Sendable {
 }
 
 public struct CreateTenantRequest: StrictDecodable, Encodable {
-    public static let fields: Set<String> = ["name"]
+    public static let schema: [String: FieldSpec] = ["name": .string]
     public var name: String
 
     public init(name: String) { self.name = name }
@@ -205,7 +229,7 @@ public struct TenantView: Codable, Sendable {
 }
 
 public struct CreateProjectRequest: StrictDecodable, Encodable {
-    public static let fields: Set<String> = ["tenant", "name"]
+    public static let schema: [String: FieldSpec] = ["tenant": .string, "name": .string]
     public var tenant: TenantID
     public var name: String
 
@@ -230,7 +254,7 @@ public struct ProjectView: Codable, Sendable {
 }
 
 public struct OpenBreakGlassRequest: StrictDecodable, Encodable {
-    public static let fields: Set<String> = ["tenant", "reason", "minutes"]
+    public static let schema: [String: FieldSpec] = ["tenant": .string, "reason": .string, "minutes": .integer]
     public var tenant: TenantID
     public var reason: String
     /// How long, at most 240 minutes.
@@ -244,7 +268,7 @@ public struct OpenBreakGlassRequest: StrictDecodable, Encodable {
 }
 
 public struct ReviewBreakGlassRequest: StrictDecodable, Encodable {
-    public static let fields: Set<String> = ["note"]
+    public static let schema: [String: FieldSpec] = ["note": .string]
     public var note: String
 
     public init(note: String) { self.note = note }

@@ -9,7 +9,7 @@ import Identity
 
 /// One route of the API: what it is and what it needs. The OpenAPI document and the route × role test
 /// are both built from this table, so a route cannot exist without an entry.
-public struct RouteSpec: Sendable, Equatable {
+public struct RouteSpec: Sendable {
     /// Who may call it at all (finer checks happen in the use case).
     public enum Access: Sendable, Equatable {
         /// No authentication (health, log-in, the API description).
@@ -24,6 +24,19 @@ public struct RouteSpec: Sendable, Equatable {
     public var path: String
     public var summary: String
     public var access: Access
+    /// The request body's type, for routes that take one.
+    public var body: (any StrictDecodable.Type)?
+
+    init(
+        method: HTTPRequest.Method, path: String, summary: String, access: Access,
+        body: (any StrictDecodable.Type)? = nil
+    ) {
+        self.method = method
+        self.path = path
+        self.summary = summary
+        self.access = access
+        self.body = body
+    }
 }
 
 /// The API's routes.
@@ -33,13 +46,21 @@ public enum APIRoutes {
         .init(method: .get, path: "/readyz", summary: "Readiness", access: .open),
         .init(method: .get, path: "/metrics", summary: "Prometheus metrics (loopback clients only)", access: .open),
         .init(method: .get, path: "/v1/openapi.json", summary: "This API's OpenAPI 3.1 document", access: .open),
-        .init(method: .post, path: "/v1/sessions", summary: "Log in (user name, password, TOTP code)", access: .open),
+        .init(
+            method: .post, path: "/v1/sessions", summary: "Log in (user name, password, TOTP code)", access: .open,
+            body: LoginRequest.self),
         .init(method: .delete, path: "/v1/sessions/current", summary: "Log out", access: .authenticated),
         .init(method: .get, path: "/v1/me", summary: "The caller's account, roles and grants", access: .authenticated),
-        .init(method: .post, path: "/v1/me/password", summary: "Change the caller's password", access: .authenticated),
-        .init(method: .post, path: "/v1/me/mfa", summary: "Enrol a new authenticator", access: .authenticated),
+        .init(
+            method: .post, path: "/v1/me/password", summary: "Change the caller's password", access: .authenticated,
+            body: ChangePasswordRequest.self),
+        .init(
+            method: .post, path: "/v1/me/mfa", summary: "Enrol a new authenticator", access: .authenticated,
+            body: EnrollMFARequest.self),
         .init(method: .get, path: "/v1/users", summary: "List accounts", access: .permission(.userRead)),
-        .init(method: .post, path: "/v1/users", summary: "Create an account", access: .permission(.userCreate)),
+        .init(
+            method: .post, path: "/v1/users", summary: "Create an account", access: .permission(.userCreate),
+            body: CreateUserRequest.self),
         .init(method: .get, path: "/v1/users/{id}", summary: "Show an account", access: .permission(.userRead)),
         .init(
             method: .post, path: "/v1/users/{id}/disable", summary: "Disable an account",
@@ -48,26 +69,34 @@ public enum APIRoutes {
             method: .post, path: "/v1/users/{id}/enable", summary: "Enable an account", access: .permission(.userUpdate)
         ),
         .init(method: .get, path: "/v1/role-bindings", summary: "List role bindings", access: .permission(.roleRead)),
-        .init(method: .post, path: "/v1/role-bindings", summary: "Grant a role", access: .permission(.roleGrant)),
+        .init(
+            method: .post, path: "/v1/role-bindings", summary: "Grant a role", access: .permission(.roleGrant),
+            body: GrantRoleRequest.self),
         .init(
             method: .delete, path: "/v1/role-bindings/{id}", summary: "Revoke a role", access: .permission(.roleGrant)),
         .init(method: .get, path: "/v1/tokens", summary: "List API tokens", access: .permission(.tokenManage)),
-        .init(method: .post, path: "/v1/tokens", summary: "Create an API token", access: .permission(.tokenManage)),
+        .init(
+            method: .post, path: "/v1/tokens", summary: "Create an API token", access: .permission(.tokenManage),
+            body: CreateTokenRequest.self),
         .init(
             method: .delete, path: "/v1/tokens/{id}", summary: "Revoke an API token", access: .permission(.tokenManage)),
         .init(method: .get, path: "/v1/tenants", summary: "List tenants", access: .permission(.tenantRead)),
-        .init(method: .post, path: "/v1/tenants", summary: "Create a tenant", access: .permission(.tenantCreate)),
+        .init(
+            method: .post, path: "/v1/tenants", summary: "Create a tenant", access: .permission(.tenantCreate),
+            body: CreateTenantRequest.self),
         .init(method: .get, path: "/v1/tenants/{id}", summary: "Show a tenant", access: .permission(.tenantRead)),
         .init(method: .get, path: "/v1/projects", summary: "List projects", access: .permission(.projectRead)),
-        .init(method: .post, path: "/v1/projects", summary: "Create a project", access: .permission(.projectCreate)),
+        .init(
+            method: .post, path: "/v1/projects", summary: "Create a project", access: .permission(.projectCreate),
+            body: CreateProjectRequest.self),
         .init(method: .get, path: "/v1/projects/{id}", summary: "Show a project", access: .permission(.projectRead)),
         .init(method: .get, path: "/v1/break-glass", summary: "List emergency-access grants", access: .authenticated),
         .init(
             method: .post, path: "/v1/break-glass", summary: "Open emergency access",
-            access: .permission(.emergencyAccess)),
+            access: .permission(.emergencyAccess), body: OpenBreakGlassRequest.self),
         .init(
             method: .post, path: "/v1/break-glass/{id}/review", summary: "Review an emergency-access grant",
-            access: .permission(.breakGlassReview)),
+            access: .permission(.breakGlassReview), body: ReviewBreakGlassRequest.self),
     ]
 }
 

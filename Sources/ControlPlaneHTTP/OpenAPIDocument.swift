@@ -1,5 +1,6 @@
 import AuditLog
 import CaduceusCore
+import ControlPlane
 import Foundation
 import HTTPTypes
 import Identity
@@ -41,11 +42,16 @@ public enum OpenAPIDocument {
                 ])
             }
             if !parameters.isEmpty { operation["parameters"] = parameters }
-            if route.method == .post && !route.path.hasSuffix("/disable") && !route.path.hasSuffix("/enable") {
-                operation["requestBody"] = [
-                    "required": true,
-                    "content": ["application/json": ["schema": ["type": "object"]]],
+            if let body = route.body {
+                let schema = body.schema
+                var object: [String: Any] = [
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": schema.mapValues { ["type": $0.type] },
                 ]
+                let required = schema.filter(\.value.required).keys.sorted()
+                if !required.isEmpty { object["required"] = required }
+                operation["requestBody"] = ["required": true, "content": ["application/json": ["schema": object]]]
             }
             paths[route.path, default: [:]][route.method.rawValue.lowercased()] = operation
         }
