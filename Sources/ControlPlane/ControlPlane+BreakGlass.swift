@@ -21,7 +21,7 @@ extension ControlPlane {
             try await tx.insertGrant(grant)
             return BreakGlassView(grant, now: now)
         }
-        await sessions.remove(user: principal.id)
+        sessions.remove(user: principal.id)
         logger.warning(
             "break-glass access opened",
             metadata: ["grant": "\(id)", "user": "\(principal.id)", "tenant": "\(input.tenant)"])

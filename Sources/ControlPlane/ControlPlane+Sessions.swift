@@ -63,22 +63,22 @@ extension ControlPlane {
         guard let token = OpaqueToken(text: text) else { throw Failure.unauthenticated("the token is not valid") }
         let digest = token.digest
         let now = self.now
-        if let entry = await sessions.entry(digest) {
+        if let entry = sessions.entry(digest) {
             if let session = entry.session {
                 guard settings.sessions.isAlive(created: session.createdAt, lastSeen: entry.lastSeen, at: now) else {
-                    await sessions.remove(digest)
+                    sessions.remove(digest)
                     try await store.endSession(session.id, at: now)
                     throw Failure.unauthenticated("the session has ended; log in again")
                 }
-                if await sessions.touch(digest, at: now) { try await store.touchSession(session.id, at: now) }
+                if sessions.touch(digest, at: now) { try await store.touchSession(session.id, at: now) }
             } else if let apiToken = entry.token, !apiToken.isUsable(at: now) {
-                await sessions.remove(digest)
+                sessions.remove(digest)
                 throw Failure.unauthenticated("the token has expired or been revoked")
             }
             return entry.principal
         }
         let (entry, user) = try await load(token: token, digest: digest, at: now)
-        await sessions.store(entry, for: digest, user: user)
+        sessions.store(entry, for: digest, user: user)
         return entry.principal
     }
 
@@ -135,14 +135,14 @@ extension ControlPlane {
         try await change(request, subject) { [self] tx in
             try await tx.endSession(session, at: now)
         }
-        if let token = OpaqueToken(text: text) { await sessions.remove(token.digest) }
+        if let token = OpaqueToken(text: text) { sessions.remove(token.digest) }
     }
 
     /// The caller's account, roles and emergency grants.
     public func me(_ request: RequestInfo) async throws -> MeResponse {
         let principal = try request.requirePrincipal()
         let subject = AuditRecorder.Subject(action: "user.me", resourceType: "user", resourceID: principal.id.rawValue)
-        var found = await sessions.user(principal.id)
+        var found = sessions.user(principal.id)
         if found == nil { found = try await store.user(id: principal.id) }
         guard let user = found else {
             try await auditFailure(request, subject, Failure.notFound("account"))
@@ -185,7 +185,7 @@ extension ControlPlane {
             fresh.mustChangePassword = false
             try await tx.updateUser(fresh)
         }
-        await sessions.remove(user: principal.id)
+        sessions.remove(user: principal.id)
     }
 
     /// Replaces the caller's TOTP secret, proven with a current code; returns the new enrolment URI.

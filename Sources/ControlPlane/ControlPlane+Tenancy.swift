@@ -132,6 +132,6 @@ extension ControlPlane {
             guard record != nil else { throw Failure.notFound("token \(id)") }
             try await tx.revokeToken(id, at: now)
         }
-        if let record { await sessions.remove(user: record.user) }
+        if let record { sessions.remove(user: record.user) }
     }
 }

@@ -86,7 +86,7 @@ extension ControlPlane {
             }
             return UserView(user)
         }
-        await sessions.remove(user: id)
+        sessions.remove(user: id)
         return view
     }
 }
@@ -115,7 +115,7 @@ extension ControlPlane {
             }
             return RoleBindingView(record)
         }
-        await sessions.remove(user: input.user)
+        sessions.remove(user: input.user)
         return view
     }
 
@@ -145,7 +145,7 @@ extension ControlPlane {
             tenant: record.binding.scope.tenant)
         let decision = try await authorize(request, .roleGrant, in: record.binding.scope, subject)
         try await change(request, subject, decision: decision) { tx in try await tx.deleteBinding(id) }
-        await sessions.remove(user: record.binding.user)
+        sessions.remove(user: record.binding.user)
     }
 
     /// Lists role bindings.
