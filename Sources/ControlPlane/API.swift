@@ -87,7 +87,8 @@ public struct MeResponse: Codable, Sendable {
     public var user: UserView
     public var session: SessionID?
     public var token: TokenID?
-    public var roles: [RoleBindingView]
+    /// The roles in force for this session or token (a token's are narrowed to its scope).
+    public var roles: [RoleBinding]
     public var breakGlass: [BreakGlassView]
 }
 

@@ -152,9 +152,7 @@ extension ControlPlane {
         try await audit.record(request, subject, outcome: .success)
         return MeResponse(
             user: UserView(user), session: principal.session, token: principal.token,
-            roles: principal.bindings.map {
-                RoleBindingView(RoleBindingRecord(binding: $0, grantedBy: nil, grantedAt: user.createdAt))
-            },
+            roles: principal.bindings,
             breakGlass: principal.breakGlass.filter { $0.isOpen(at: now) }.map { BreakGlassView($0, now: now) })
     }
 

@@ -171,14 +171,21 @@ public final class SQLIdentityStore: IdentityStore {
     }
 
     public func endSessions(of user: UserID, at time: Timestamp) async throws -> [SessionID] {
+        try await closeAll(table: "sessions", column: "ended_at", of: user, at: time).map(SessionID.init(unchecked:))
+    }
+
+    /// Sets `column` to `time` on every row of `user` in `table` where it is still unset; returns their IDs.
+    private func closeAll(table: String, column: String, of user: UserID, at time: Timestamp) async throws -> [String] {
         try await run { db in
             let open = try await db.raw(
-                "SELECT id FROM sessions WHERE user_id = \(bind: user.rawValue) AND ended_at IS NULL"
-            ).all().map { SessionID(unchecked: try $0.decode(column: "id", as: String.self)) }
+                """
+                SELECT id FROM \(unsafeRaw: table) WHERE user_id = \(bind: user.rawValue) AND \(unsafeRaw: column) IS NULL
+                """
+            ).all().map { try $0.decode(column: "id", as: String.self) }
             try await db.raw(
                 """
-                UPDATE sessions SET ended_at = \(bind: time.millisecondsSinceEpoch)
-                WHERE user_id = \(bind: user.rawValue) AND ended_at IS NULL
+                UPDATE \(unsafeRaw: table) SET \(unsafeRaw: column) = \(bind: time.millisecondsSinceEpoch)
+                WHERE user_id = \(bind: user.rawValue) AND \(unsafeRaw: column) IS NULL
                 """
             ).run()
             return open
@@ -239,18 +246,7 @@ public final class SQLIdentityStore: IdentityStore {
     }
 
     public func revokeTokens(of user: UserID, at time: Timestamp) async throws -> [TokenID] {
-        try await run { db in
-            let open = try await db.raw(
-                "SELECT id FROM api_tokens WHERE user_id = \(bind: user.rawValue) AND revoked_at IS NULL"
-            ).all().map { TokenID(unchecked: try $0.decode(column: "id", as: String.self)) }
-            try await db.raw(
-                """
-                UPDATE api_tokens SET revoked_at = \(bind: time.millisecondsSinceEpoch)
-                WHERE user_id = \(bind: user.rawValue) AND revoked_at IS NULL
-                """
-            ).run()
-            return open
-        }
+        try await closeAll(table: "api_tokens", column: "revoked_at", of: user, at: time).map(TokenID.init(unchecked:))
     }
 
     static func token(_ row: any SQLRow) throws -> APITokenRecord {
