@@ -52,11 +52,13 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .target(name: "Scheduling", dependencies: ["CaduceusCore"], swiftSettings: strict),
         .target(
             name: "Persistence",
             dependencies: [
                 "CaduceusCore",
                 "Identity",
+                "Scheduling",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "SQLiteKit", package: "sqlite-kit"),
@@ -69,6 +71,7 @@ let package = Package(
                 "AuditLog",
                 "CaduceusCore",
                 "Identity",
+                "Scheduling",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -82,6 +85,7 @@ let package = Package(
                 "ControlPlane",
                 "Identity",
                 "Persistence",
+                "Scheduling",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -100,7 +104,7 @@ let package = Package(
         .target(
             name: "CaduceusTesting",
             dependencies: [
-                "AuditLog", "CaduceusCore", "ControlPlane", "Identity", "Persistence",
+                "AuditLog", "CaduceusCore", "ControlPlane", "Identity", "Persistence", "Scheduling",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
@@ -113,6 +117,7 @@ let package = Package(
                 "ControlPlane",
                 "ControlPlaneHTTP",
                 "Identity",
+                "Scheduling",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
@@ -125,10 +130,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "CaduceusCoreTests", dependencies: ["CaduceusCore"], swiftSettings: strict),
+        .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "CaduceusCore"], swiftSettings: strict),
         .testTarget(
             name: "ControlPlaneTests",
             dependencies: [
-                "ControlPlane", "Persistence", "Identity", "AuditLog", "CaduceusCore", "CaduceusTesting",
+                "ControlPlane", "Persistence", "Identity", "AuditLog", "CaduceusCore", "CaduceusTesting", "Scheduling",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
@@ -137,6 +143,7 @@ let package = Package(
             name: "ControlPlaneHTTPTests",
             dependencies: [
                 "ControlPlaneHTTP", "ControlPlane", "Identity", "AuditLog", "CaduceusCore", "CaduceusTesting", "Persistence",
+                "Scheduling",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -146,7 +153,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PersistenceTests",
-            dependencies: ["Persistence", "Identity", "CaduceusCore"],
+            dependencies: ["Persistence", "Identity", "CaduceusCore", "Scheduling"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -164,7 +171,7 @@ let package = Package(
         .testTarget(
             name: "CLITests",
             dependencies: [
-                "caduceus", "AuditLog", "CaduceusCore", "Identity",
+                "caduceus", "AuditLog", "CaduceusCore", "Identity", "Scheduling",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

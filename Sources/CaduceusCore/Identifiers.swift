@@ -107,3 +107,45 @@ public struct RequestID: TypedID {
     public let rawValue: String
     public init(unchecked rawValue: String) { self.rawValue = rawValue }
 }
+
+/// A region: where nodes and storage sit, with one data residency.
+public struct RegionID: TypedID {
+    public static let prefix = "reg"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
+}
+
+/// A site (a data centre or machine room) within a region.
+public struct SiteID: TypedID {
+    public static let prefix = "site"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
+}
+
+/// A fabric: an NVLink or InfiniBand domain within a site, where a gang runs fastest.
+public struct FabricID: TypedID {
+    public static let prefix = "fab"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
+}
+
+/// A GPU node.
+public struct NodeID: TypedID {
+    public static let prefix = "node"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
+}
+
+/// A job: training, inference, interactive or batch work on GPUs.
+public struct JobID: TypedID {
+    public static let prefix = "job"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
+}
+
+/// A record that a node was sanitised (GPU memory scrubbed, local scratch crypto-erased).
+public struct SanitizationID: TypedID {
+    public static let prefix = "san"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
+}
