@@ -99,6 +99,12 @@ public struct Victim: Hashable, Sendable {
     public var job: JobID
     /// Whether it went back to the queue (training does); otherwise it ended as preempted.
     public var requeued: Bool
+
+    /// Creates a victim.
+    public init(job: JobID, requeued: Bool) {
+        self.job = job
+        self.requeued = requeued
+    }
 }
 
 /// What the scheduler decided for one job in one pass.
