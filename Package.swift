@@ -53,10 +53,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "Scheduling", dependencies: ["CaduceusCore"], swiftSettings: strict),
+        .target(name: "Fleet", dependencies: ["CaduceusCore", "Scheduling"], swiftSettings: strict),
         .target(
             name: "Persistence",
             dependencies: [
                 "CaduceusCore",
+                "Fleet",
                 "Identity",
                 "Scheduling",
                 .product(name: "Logging", package: "swift-log"),
@@ -70,6 +72,7 @@ let package = Package(
             dependencies: [
                 "AuditLog",
                 "CaduceusCore",
+                "Fleet",
                 "Identity",
                 "Scheduling",
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -83,6 +86,7 @@ let package = Package(
                 "AuditLog",
                 "CaduceusCore",
                 "ControlPlane",
+                "Fleet",
                 "Identity",
                 "Persistence",
                 "Scheduling",
@@ -104,7 +108,7 @@ let package = Package(
         .target(
             name: "CaduceusTesting",
             dependencies: [
-                "AuditLog", "CaduceusCore", "ControlPlane", "Identity", "Persistence", "Scheduling",
+                "AuditLog", "CaduceusCore", "ControlPlane", "Fleet", "Identity", "Persistence", "Scheduling",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
@@ -116,6 +120,7 @@ let package = Package(
                 "CaduceusCore",
                 "ControlPlane",
                 "ControlPlaneHTTP",
+                "Fleet",
                 "Identity",
                 "Scheduling",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -134,7 +139,8 @@ let package = Package(
         .testTarget(
             name: "ControlPlaneTests",
             dependencies: [
-                "ControlPlane", "Persistence", "Identity", "AuditLog", "CaduceusCore", "CaduceusTesting", "Scheduling",
+                "ControlPlane", "Persistence", "Identity", "AuditLog", "CaduceusCore", "CaduceusTesting", "Fleet",
+                "Scheduling",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
@@ -143,7 +149,7 @@ let package = Package(
             name: "ControlPlaneHTTPTests",
             dependencies: [
                 "ControlPlaneHTTP", "ControlPlane", "Identity", "AuditLog", "CaduceusCore", "CaduceusTesting", "Persistence",
-                "Scheduling",
+                "Fleet", "Scheduling",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -153,7 +159,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PersistenceTests",
-            dependencies: ["Persistence", "Identity", "CaduceusCore", "Scheduling"],
+            dependencies: ["Persistence", "Identity", "CaduceusCore", "Fleet", "Scheduling"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -171,7 +177,7 @@ let package = Package(
         .testTarget(
             name: "CLITests",
             dependencies: [
-                "caduceus", "AuditLog", "CaduceusCore", "Identity", "Scheduling",
+                "caduceus", "AuditLog", "CaduceusCore", "Fleet", "Identity", "Scheduling",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

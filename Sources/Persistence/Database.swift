@@ -9,12 +9,16 @@ public final class Database: Sendable {
     public let sql: any SQLDatabase
     /// The identity store over it.
     public let identity: SQLIdentityStore
+    /// The fleet and job store over it, sharing the identity store's lock (one connection, one writer).
+    public let fleet: SQLFleetStore
     private let connection: SQLiteConnection
 
     private init(connection: SQLiteConnection) {
         self.connection = connection
         self.sql = connection.sql(queryLogLevel: nil)
-        self.identity = SQLIdentityStore(db: sql)
+        let lock = AsyncLock()
+        self.identity = SQLIdentityStore(db: sql, lock: lock)
+        self.fleet = SQLFleetStore(db: sql, lock: lock)
     }
 
     /// Opens (creating if needed) the SQLite database at `path`, or an in-memory one when nil, and applies

@@ -60,7 +60,50 @@ enum Migrations {
                     status INTEGER NOT NULL, body TEXT NOT NULL, created_at BIGINT NOT NULL,
                     PRIMARY KEY (principal_id, idempotency_key))
                 """,
-            ])
+            ]),
+        Migration(
+            version: 2, name: "fleet-and-jobs",
+            statements: [
+                """
+                CREATE TABLE regions (
+                    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, residency TEXT NOT NULL, created_at BIGINT NOT NULL)
+                """,
+                """
+                CREATE TABLE sites (
+                    id TEXT PRIMARY KEY, region_id TEXT NOT NULL REFERENCES regions(id), name TEXT NOT NULL,
+                    created_at BIGINT NOT NULL, UNIQUE (region_id, name))
+                """,
+                """
+                CREATE TABLE fabrics (
+                    id TEXT PRIMARY KEY, site_id TEXT NOT NULL REFERENCES sites(id), name TEXT NOT NULL,
+                    created_at BIGINT NOT NULL, UNIQUE (site_id, name))
+                """,
+                """
+                CREATE TABLE nodes (
+                    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, site_id TEXT NOT NULL REFERENCES sites(id),
+                    fabric_id TEXT NOT NULL REFERENCES fabrics(id), gpus TEXT NOT NULL, state TEXT NOT NULL,
+                    tenant_id TEXT REFERENCES tenants(id), next_tenant_id TEXT REFERENCES tenants(id),
+                    held_work_of TEXT REFERENCES tenants(id), last_sanitization TEXT, created_at BIGINT NOT NULL)
+                """,
+                "CREATE INDEX nodes_tenant ON nodes (tenant_id)",
+                """
+                CREATE TABLE quotas (
+                    project_id TEXT PRIMARY KEY REFERENCES projects(id), tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                    guaranteed_gpus BIGINT NOT NULL, maximum_gpus BIGINT NOT NULL, updated_at BIGINT NOT NULL,
+                    updated_by TEXT)
+                """,
+                "CREATE INDEX quotas_tenant ON quotas (tenant_id)",
+                """
+                CREATE TABLE jobs (
+                    id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                    project_id TEXT NOT NULL REFERENCES projects(id), spec TEXT NOT NULL, state TEXT NOT NULL,
+                    submitted_by TEXT NOT NULL, submitted_at BIGINT NOT NULL, assignments TEXT NOT NULL,
+                    started_at BIGINT, ended_at BIGINT, preemptions INTEGER NOT NULL, reason TEXT)
+                """,
+                "CREATE INDEX jobs_tenant ON jobs (tenant_id, id)",
+                "CREATE INDEX jobs_project ON jobs (project_id, id)",
+                "CREATE INDEX jobs_state ON jobs (state)",
+            ]),
     ]
 
     /// Applies every migration not yet applied; returns the versions applied now.

@@ -1,10 +1,15 @@
 /// A first-come, first-served lock for async code: one holder at a time, waiters suspended in order.
-actor AsyncLock {
+///
+/// Not reentrant: `body` must not ask for the same lock again.
+public actor AsyncLock {
     private var held = false
     private var waiters: [CheckedContinuation<Void, Never>] = []
 
+    /// Creates an unheld lock.
+    public init() {}
+
     /// Runs `body` while holding the lock.
-    func withLock<T: Sendable>(_ body: @Sendable () async throws -> T) async rethrows -> T {
+    public func withLock<T: Sendable>(_ body: @Sendable () async throws -> T) async rethrows -> T {
         if held {
             await withCheckedContinuation { waiters.append($0) }
         } else {
