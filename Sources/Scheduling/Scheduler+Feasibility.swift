@@ -53,9 +53,7 @@ extension Scheduler {
         var onEmptyNodes = 0
         for pool in pools {
             free += pool.freeGPUs
-            for (size, bucket) in pool.buckets.enumerated() where size > 0 {
-                for node in bucket where nodes[Int(node)].gpuCount == size { onEmptyNodes += size }
-            }
+            onEmptyNodes += pool.freeOnEmptyNodes
         }
         return free == 0 ? 0 : Double(free - onEmptyNodes) / Double(free)
     }

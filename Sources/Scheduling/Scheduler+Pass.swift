@@ -79,10 +79,13 @@ extension Scheduler {
         pass.failedFits[shape] = releaseEpoch
         let canPreempt = job.job.jobClass.priority > 0 || withinGuarantee
         guard canPreempt else {
-            return wait(slot, .capacity(shortfall(job, preemption: nil)), into: &decisions)
+            return wait(slot, .capacity(shortfall(job, shape, preemption: nil, pass: &pass)), into: &decisions)
         }
+        // A failed preemption stays failed until GPUs are released — placements in this pass are of this class
+        // or lower, so they add no victims — except when reclaiming, where jobs of the same class count.
         let preemptKey = PreemptionKey(shape: shape, rank: job.job.jobClass.priority, reclaim: withinGuarantee)
-        if pass.failedPreemptions[preemptKey] != changeEpoch,
+        let epoch = withinGuarantee ? changeEpoch : releaseEpoch
+        if pass.failedPreemptions[preemptKey] != epoch,
             let plan = preemptionPlan(for: slot, reclaim: withinGuarantee, at: now)
         {
             var victims: [Victim] = []
@@ -104,8 +107,8 @@ extension Scheduler {
             place(slot, on: plan.nodes, at: now, pass: &pass, into: &decisions)
             return
         }
-        pass.failedPreemptions[preemptKey] = changeEpoch
-        wait(slot, .capacity(shortfall(job, preemption: .noEligibleVictims)), into: &decisions)
+        pass.failedPreemptions[preemptKey] = epoch
+        wait(slot, .capacity(shortfall(job, shape, preemption: .noEligibleVictims, pass: &pass)), into: &decisions)
     }
 
     private mutating func place(
@@ -133,6 +136,21 @@ extension Scheduler {
                 projects[project].queues[rank] = queue.filter { isWaiting($0) }
             }
         }
+    }
+
+    /// The capacity picture for a shape, computed once per change of the cluster within a pass.
+    private mutating func shortfall(
+        _ job: JobSlot, _ shape: ShapeKey, preemption: CapacityShortfall.PreemptionOutcome?, pass: inout PassState
+    ) -> CapacityShortfall {
+        var result: CapacityShortfall
+        if let cached = pass.shortfalls[shape], cached.epoch == changeEpoch {
+            result = cached.shortfall
+        } else {
+            result = shortfall(job, preemption: nil)
+            pass.shortfalls[shape] = (changeEpoch, result)
+        }
+        result.preemption = preemption
+        return result
     }
 
     /// Whether a queue entry still stands for a waiting job.
@@ -207,6 +225,7 @@ struct PassState {
     var reserved: [Int32: Int] = [:]
     var failedFits: [ShapeKey: Int] = [:]
     var failedPreemptions: [PreemptionKey: Int] = [:]
+    var shortfalls: [ShapeKey: (epoch: Int, shortfall: CapacityShortfall)] = [:]
     var requeued: [Int32] = []
 }
 

@@ -27,6 +27,7 @@ extension Scheduler {
         pools[Int(pool)].nodeCount += 1
         pools[Int(pool)].totalGPUs += slot.gpuCount
         pools[Int(pool)].freeGPUs += free
+        if free == slot.gpuCount { pools[Int(pool)].freeOnEmptyNodes += free }
         pools[Int(pool)].largestNode = max(pools[Int(pool)].largestNode, slot.gpuCount)
         tenants[Int(slot.tenant)].freeGPUs += free
     }
@@ -39,6 +40,7 @@ extension Scheduler {
         pools[Int(slot.pool)].nodeCount -= 1
         pools[Int(slot.pool)].totalGPUs -= slot.gpuCount
         pools[Int(slot.pool)].freeGPUs -= free
+        if free == slot.gpuCount { pools[Int(slot.pool)].freeOnEmptyNodes -= free }
         tenants[Int(slot.tenant)].freeGPUs -= free
         nodes[Int(node)].pool = -1
     }
@@ -75,6 +77,8 @@ extension Scheduler {
             nodes[Int(node)].bucketPosition = Int32(pools[Int(pool)].buckets[new].count)
             pools[Int(pool)].buckets[new].append(node)
             pools[Int(pool)].freeGPUs += new - old
+            let size = nodes[Int(node)].gpuCount
+            pools[Int(pool)].freeOnEmptyNodes += (new == size ? size : 0) - (old == size ? size : 0)
             tenants[Int(nodes[Int(node)].tenant)].freeGPUs += new - old
         }
         nodes[Int(node)].freeMask = mask
@@ -84,12 +88,20 @@ extension Scheduler {
 
     /// Gives a job the GPUs in `parts`.
     mutating func allocate(_ slot: Int32, parts: [(Int32, UInt64)], at now: Timestamp) {
+        let preemptibleFrom =
+            jobs[Int(slot)].job.preemptible
+            ? now.millisecondsSinceEpoch + jobs[Int(slot)].job.minRuntimeMilliseconds : Int64.max
         for (node, mask) in parts {
             setFreeMask(node, nodes[Int(node)].freeMask & ~mask)
-            nodes[Int(node)].allocations.append(slot)
+            nodes[Int(node)].allocations.append(
+                NodeAllocation(
+                    slot: slot, gpus: Int32(mask.nonzeroBitCount), totalGPUs: Int32(jobs[Int(slot)].job.totalGPUs),
+                    priority: Int8(jobs[Int(slot)].job.jobClass.priority), project: jobs[Int(slot)].project,
+                    preemptibleFrom: preemptibleFrom, startedAt: now.millisecondsSinceEpoch))
         }
         jobs[Int(slot)].parts = parts.map { (node: $0.0, mask: $0.1) }
         jobs[Int(slot)].startedAt = now
+        jobs[Int(slot)].preemptibleFrom = preemptibleFrom
         jobs[Int(slot)].reason = nil
         let gpus = jobs[Int(slot)].job.totalGPUs
         let project = Int(jobs[Int(slot)].project)
@@ -103,7 +115,7 @@ extension Scheduler {
     mutating func release(_ slot: Int32, at now: Timestamp) {
         for part in jobs[Int(slot)].parts {
             setFreeMask(part.node, nodes[Int(part.node)].freeMask | part.mask)
-            if let position = nodes[Int(part.node)].allocations.firstIndex(of: slot) {
+            if let position = nodes[Int(part.node)].allocations.firstIndex(where: { $0.slot == slot }) {
                 nodes[Int(part.node)].allocations.remove(at: position)
             }
         }

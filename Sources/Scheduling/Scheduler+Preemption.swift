@@ -17,9 +17,13 @@ extension Scheduler {
         let count = job.job.nodeCount
         var options: [NodeOption] = []
         var best: NodeOption?
-        var scratch: [(slot: Int32, gpus: Int)] = []
+        var scratch: [VictimCandidate] = []
         func consider(_ node: Int32) {
-            guard let option = nodeOption(node, for: job, reclaim: reclaim, at: now, scratch: &scratch) else { return }
+            let bound = count == 1 ? best : nil
+            guard
+                let option = nodeOption(
+                    node, for: job, reclaim: reclaim, at: now, scratch: &scratch, notWorseThan: bound)
+            else { return }
             if count == 1 {
                 if best == nil || option.isBetter(than: best!) { best = option }
             } else {
@@ -61,47 +65,69 @@ extension Scheduler {
 
     /// What it takes to free `gpusPerNode` GPUs on one node, or nil when its eligible jobs cannot.
     private func nodeOption(
-        _ node: Int32, for job: JobSlot, reclaim: Bool, at now: Timestamp, scratch: inout [(slot: Int32, gpus: Int)]
+        _ node: Int32, for job: JobSlot, reclaim: Bool, at now: Timestamp, scratch: inout [VictimCandidate],
+        notWorseThan bound: NodeOption?
     ) -> NodeOption? {
         let free = nodes[Int(node)].freeGPUs
         let need = job.job.gpusPerNode
         if free >= need { return NodeOption(node: node, victims: [], waste: 0) }
         scratch.removeAll(keepingCapacity: true)
         var available = free
-        for victim in nodes[Int(node)].allocations where isEligibleVictim(victim, for: job, reclaim: reclaim, at: now) {
-            let gpusHere = jobs[Int(victim)].parts.first { $0.node == node }.map { $0.mask.nonzeroBitCount } ?? 0
-            scratch.append((victim, gpusHere))
-            available += gpusHere
+        let priority = Int8(job.job.jobClass.priority)
+        let time = now.millisecondsSinceEpoch
+        for allocation in nodes[Int(node)].allocations where allocation.preemptibleFrom <= time {
+            if allocation.priority >= priority {
+                guard reclaim, allocation.priority == priority, isBorrowing(allocation.project, not: job.project)
+                else { continue }
+            }
+            scratch.append(
+                VictimCandidate(
+                    slot: allocation.slot, gpusHere: allocation.gpus, totalGPUs: allocation.totalGPUs,
+                    priority: allocation.priority, startedAt: allocation.startedAt))
+            available += Int(allocation.gpus)
         }
         guard available >= need else { return nil }
-        scratch.sort { a, b in
-            if a.gpus != b.gpus { return a.gpus > b.gpus }
-            let x = jobs[Int(a.slot)]
-            let y = jobs[Int(b.slot)]
-            if x.job.jobClass != y.job.jobClass { return x.job.jobClass < y.job.jobClass }
-            if x.startedAt != y.startedAt { return x.startedAt > y.startedAt }
-            return x.job.id < y.job.id
+        // Largest first (fewest victims), then lowest class, then the most recently started; at most a few.
+        for i in 1..<max(1, scratch.count) {
+            var j = i
+            while j > 0 && scratch[j].orders(before: scratch[j - 1]) {
+                scratch.swapAt(j, j - 1)
+                j -= 1
+            }
         }
-        var victims: [Int32] = []
+        var count = 0
         var freed = free
         var lost = 0
         for candidate in scratch where freed < need {
-            victims.append(candidate.slot)
-            freed += candidate.gpus
-            lost += jobs[Int(candidate.slot)].job.totalGPUs
+            count += 1
+            freed += Int(candidate.gpusHere)
+            lost += Int(candidate.totalGPUs)
         }
+        let waste = lost - (need - free)
+        if let bound, (count, waste) >= (bound.victims.count, bound.waste) { return nil }
+        let victims = scratch.prefix(count).map(\.slot)
         return NodeOption(node: node, victims: victims, waste: lost - (need - free))
     }
 
-    private func isEligibleVictim(_ victim: Int32, for job: JobSlot, reclaim: Bool, at now: Timestamp) -> Bool {
-        let other = jobs[Int(victim)]
-        guard other.job.preemptible, other.tenant == job.tenant,
-            now.millisecondsSinceEpoch >= other.startedAt.millisecondsSinceEpoch + other.job.minRuntimeMilliseconds
-        else { return false }
-        if other.job.jobClass < job.job.jobClass { return true }
-        guard reclaim, other.project != job.project, other.job.jobClass <= job.job.jobClass else { return false }
-        let owner = projects[Int(other.project)]
-        return owner.inUse > owner.quota.guaranteedGPUs
+    /// Whether `project` (not the preemptor's own) holds more than its guarantee.
+    private func isBorrowing(_ project: Int32, not own: Int32) -> Bool {
+        project != own && projects[Int(project)].inUse > projects[Int(project)].quota.guaranteedGPUs
+    }
+}
+
+/// A job that could be preempted on one node, with what orders it.
+struct VictimCandidate {
+    var slot: Int32
+    var gpusHere: Int32
+    var totalGPUs: Int32
+    var priority: Int8
+    var startedAt: Int64
+
+    func orders(before other: VictimCandidate) -> Bool {
+        if gpusHere != other.gpusHere { return gpusHere > other.gpusHere }
+        if priority != other.priority { return priority < other.priority }
+        if startedAt != other.startedAt { return startedAt > other.startedAt }
+        return slot < other.slot
     }
 }
 

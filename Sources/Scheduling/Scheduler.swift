@@ -94,7 +94,7 @@ public struct Scheduler: Sendable {
     /// The jobs holding GPUs on a node, in a stable order.
     public func jobs(on node: NodeID) -> [JobID] {
         guard let index = nodeIndex[node] else { return [] }
-        return nodes[Int(index)].allocations.map { jobs[Int($0)].job.id }.sorted()
+        return nodes[Int(index)].allocations.map { jobs[Int($0.slot)].job.id }.sorted()
     }
 
     // MARK: Quotas

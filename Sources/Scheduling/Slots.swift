@@ -13,8 +13,8 @@ struct NodeSlot {
     /// The pool whose free-GPU buckets hold the node, or -1.
     var pool: Int32 = -1
     var bucketPosition: Int32 = -1
-    /// Job slots holding GPUs here.
-    var allocations: [Int32] = []
+    /// Jobs holding GPUs here, with how many GPUs each holds here.
+    var allocations: [NodeAllocation] = []
 
     init(id: NodeID, tenant: Int32, model: Int32, fabric: Int32, gpuCount: Int, schedulable: Bool) {
         self.id = id
@@ -31,6 +31,22 @@ struct NodeSlot {
     static func fullMask(_ count: Int) -> UInt64 { count >= 64 ? .max : (1 << UInt64(count)) - 1 }
 }
 
+/// A job's hold on one node.
+///
+/// It repeats what preemption needs of the job so that a search over thousands of nodes reads only them.
+struct NodeAllocation {
+    var slot: Int32
+    /// GPUs the job holds on this node.
+    var gpus: Int32
+    /// GPUs the job holds in all.
+    var totalGPUs: Int32
+    var priority: Int8
+    var project: Int32
+    /// See `JobSlot.preemptibleFrom`.
+    var preemptibleFrom: Int64
+    var startedAt: Int64
+}
+
 /// The schedulable nodes of one tenant with one GPU model in one fabric, bucketed by free GPUs.
 struct Pool {
     let tenant: Int32
@@ -44,6 +60,8 @@ struct Pool {
     var nodeCount = 0
     var totalGPUs = 0
     var freeGPUs = 0
+    /// Free GPUs on nodes with nothing running.
+    var freeOnEmptyNodes = 0
 }
 
 struct PoolKey: Hashable {
@@ -100,6 +118,8 @@ struct JobSlot {
     var awaitingRequeue = false
     var parts: [(node: Int32, mask: UInt64)] = []
     var startedAt = Timestamp(millisecondsSinceEpoch: 0)
+    /// When it may first be preempted, in milliseconds since the epoch (`Int64.max` if never).
+    var preemptibleFrom = Int64.max
     var reason: PendingReason?
 
     init(job: QueuedJob, tenant: Int32, project: Int32, models: Int32, residency: Int32) {

@@ -130,6 +130,16 @@ struct RandomWorld {
                 for gpu in part.gpus { #expect(held.insert("\(part.node)/\(gpu)").inserted, "GPU held twice") }
             }
         }
+        // The scheduler's running counters agree with a count from scratch.
+        var heldOnNode: [NodeID: Int] = [:]
+        for entry in running.values {
+            for part in entry.assignments { heldOnNode[part.node, default: 0] += part.gpus.count }
+        }
+        let free = nodeGPUs.reduce(0) { $0 + $1.value - heldOnNode[$1.key, default: 0] }
+        let onEmpty = nodeGPUs.filter { heldOnNode[$0.key] == nil }.reduce(0) { $0 + $1.value }
+        let fragmentation = free == 0 ? 0 : Double(free - onEmpty) / Double(free)
+        #expect(abs(fixture.scheduler.fragmentation - fragmentation) < 1e-9)
+        #expect(fixture.scheduler.gpuTotals.allocated == nodeGPUs.values.reduce(0, +) - free)
         // Projects stay within their maximum.
         for tenant in 0...3 {
             for project in 1...3 {
