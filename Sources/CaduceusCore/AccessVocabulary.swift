@@ -123,6 +123,22 @@ public enum Permission: String, Codable, Sendable, CaseIterable, Comparable {
     case emergencyAccess = "breakglass.open"
     case breakGlassReview = "breakglass.review"
     case phiRead = "phi.read"
+    /// Create regions, sites, fabrics and nodes; move nodes through their lifecycle and between tenants.
+    case fleetManage = "fleet.manage"
+    /// Read regions, sites, fabrics and nodes.
+    case fleetRead = "fleet.read"
+    /// Set a project's GPU quota.
+    case quotaManage = "quota.manage"
+    /// Read quotas and what projects use of them.
+    case quotaRead = "quota.read"
+    /// Submit jobs.
+    case jobSubmit = "job.submit"
+    /// Read jobs: their shape, state, placement and why they wait (not what they run).
+    case jobRead = "job.read"
+    /// Read what a job runs: its command, arguments and environment, which may carry sensitive values.
+    case jobInspect = "job.inspect"
+    /// Cancel jobs.
+    case jobCancel = "job.cancel"
 
     public static func < (lhs: Permission, rhs: Permission) -> Bool { lhs.rawValue < rhs.rawValue }
 }

@@ -40,7 +40,8 @@ public struct Harness: Sendable {
         let trail = try AuditTrail(directory: directory + "/audit", keys: keys)
         let database = try await Database.openSQLite(path: nil, clock: clock)
         let plane = ControlPlane(
-            store: database.identity, audit: AuditRecorder(trail: trail, clock: clock), clock: clock,
+            store: database.identity, fleet: database.fleet, audit: AuditRecorder(trail: trail, clock: clock),
+            clock: clock,
             hasher: PasswordHasher(logN: 10),
             totpBox: SecretBox(rootKey: SymmetricKey(size: .bits256), purpose: "totp"),
             settings: ControlPlaneSettings(sessions: try SessionRules(idleMinutes: 15)))
@@ -100,6 +101,28 @@ public struct Harness: Sendable {
         try await plane.changePassword(
             request, ChangePasswordRequest(currentPassword: admin.password, newPassword: "a much better password"))
         return try await authenticated(token)
+    }
+
+    /// A person holding `role` in `scope`, created by `admin` and logged in with a password of their own.
+    public func userRequest(_ name: String, role: Role, scope: Scope, admin: RequestInfo) async throws -> RequestInfo {
+        let created = try await plane.createUser(admin, CreateUserRequest(name: name))
+        _ = try await plane.grantRole(admin, GrantRoleRequest(user: created.user.id, role: role, scope: scope))
+        guard let password = created.initialPassword, let uri = created.otpauthURI else {
+            throw CaduceusError(code: "test", message: "no initial credentials")
+        }
+        let (first, token) = try await login(name, password, secret: uri)
+        try await plane.changePassword(
+            first, ChangePasswordRequest(currentPassword: password, newPassword: "\(name)'s own password"))
+        return try await authenticated(token)
+    }
+
+    /// A second control plane over the same database and audit log, as after a restart.
+    public func restartedPlane() throws -> ControlPlane {
+        ControlPlane(
+            store: database.identity, fleet: database.fleet, audit: AuditRecorder(trail: trail, clock: clock),
+            clock: clock, hasher: PasswordHasher(logN: 10),
+            totpBox: SecretBox(rootKey: SymmetricKey(size: .bits256), purpose: "totp"),
+            settings: ControlPlaneSettings(sessions: try SessionRules(idleMinutes: 15)))
     }
 
     /// Every audit event so far.

@@ -5,10 +5,12 @@ import Logging
 
 /// The JSON type of a request field, and whether it must be present.
 public struct FieldSpec: Sendable, Equatable {
-    /// `string`, `integer` or `boolean`.
+    /// `string`, `integer`, `boolean`, `array` or `object`.
     public var type: String
     /// Whether the field must be present.
     public var required: Bool
+    /// For arrays, the type of their items; for objects, the type of their values.
+    public var items: String? = nil
 
     /// A required string.
     public static let string = FieldSpec(type: "string", required: true)
@@ -18,6 +20,14 @@ public struct FieldSpec: Sendable, Equatable {
     public static let optionalString = FieldSpec(type: "string", required: false)
     /// An optional integer.
     public static let optionalInteger = FieldSpec(type: "integer", required: false)
+    /// An optional boolean.
+    public static let optionalBoolean = FieldSpec(type: "boolean", required: false)
+    /// An optional array of strings.
+    public static let optionalStrings = FieldSpec(type: "array", required: false, items: "string")
+    /// An optional object whose values are strings.
+    public static let optionalStringMap = FieldSpec(type: "object", required: false, items: "string")
+    /// A required array of objects.
+    public static let objects = FieldSpec(type: "array", required: true, items: "object")
 }
 
 /// Request bodies that refuse fields they do not know (an unknown field is a client bug, or worse).

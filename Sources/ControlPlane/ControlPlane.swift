@@ -1,7 +1,9 @@
 import AuditLog
 import CaduceusCore
+import Fleet
 import Identity
 import Logging
+import Scheduling
 
 /// Settings of the control plane that use cases need.
 public struct ControlPlaneSettings: Sendable {
@@ -22,6 +24,8 @@ public struct ControlPlaneSettings: Sendable {
 /// together: if the append fails, the change is rolled back and the caller gets `audit.unavailable`.
 public final class ControlPlane: Sendable {
     let store: any IdentityStore
+    let fleet: any FleetStore
+    let scheduling: SchedulingService
     let audit: AuditRecorder
     let clock: any WallClock
     let hasher: PasswordHasher
@@ -32,10 +36,13 @@ public final class ControlPlane: Sendable {
 
     /// Creates the control plane over its stores and audit trail.
     public init(
-        store: any IdentityStore, audit: AuditRecorder, clock: any WallClock, hasher: PasswordHasher,
-        totpBox: SecretBox, settings: ControlPlaneSettings, logger: Logger = Logger(label: "caduceus.control-plane")
+        store: any IdentityStore, fleet: any FleetStore, audit: AuditRecorder, clock: any WallClock,
+        hasher: PasswordHasher, totpBox: SecretBox, settings: ControlPlaneSettings,
+        logger: Logger = Logger(label: "caduceus.control-plane")
     ) {
         self.store = store
+        self.fleet = fleet
+        self.scheduling = SchedulingService(store: fleet, audit: audit, clock: clock, logger: logger)
         self.audit = audit
         self.clock = clock
         self.hasher = hasher
@@ -78,6 +85,35 @@ public final class ControlPlane: Sendable {
         } catch {
             try await auditFailure(request, subject, error)
             throw error
+        }
+    }
+
+    /// Runs a change that involves the scheduler and its audit event in one fleet transaction, alone among
+    /// such changes; the scheduler keeps the change only if the transaction commits. Audits failures too.
+    func fleetChange<T: Sendable>(
+        _ request: RequestInfo, _ subject: AuditRecorder.Subject, decision: AccessDecision,
+        _ body: @escaping @Sendable (inout Scheduler, any FleetStore) async throws -> T
+    ) async throws -> T {
+        do {
+            return try await scheduling.update { [audit] scheduler, tx in
+                let result = try await body(&scheduler, tx)
+                try await audit.record(request, subject, outcome: .success, breakGlass: decision.breakGlass)
+                return result
+            }
+        } catch {
+            try await auditFailure(request, subject, error)
+            throw error
+        }
+    }
+
+    /// Runs a scheduling pass after a change that may matter to it. The change has committed already, so
+    /// a failing pass is logged, not reported to the caller; the next pass picks up where it left off.
+    func reschedule(after request: RequestInfo) async {
+        do {
+            try await scheduling.pass(after: request.requestID)
+        } catch {
+            logger.error(
+                "scheduling pass failed", metadata: ["error": "\(error)", "requestId": "\(request.requestID)"])
         }
     }
 
@@ -129,6 +165,20 @@ public final class ControlPlane: Sendable {
     }
 
     var now: Timestamp { clock.now() }
+}
+
+extension ControlPlane {
+    /// Rebuilds the scheduler from the store (nodes, quotas, waiting jobs, jobs holding GPUs where they are)
+    /// and runs a first pass. Call once at start-up; later use would rebuild it on demand anyway.
+    public func startScheduling() async throws {
+        try await scheduling.pass()
+    }
+
+    /// Runs one scheduling pass now and returns once its decisions are persisted and audited.
+    @discardableResult
+    public func runSchedulingPass() async throws -> [Decision] {
+        try await scheduling.pass()
+    }
 }
 
 extension ControlPlane {

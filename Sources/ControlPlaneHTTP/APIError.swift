@@ -45,12 +45,14 @@ public struct APIError: HTTPResponseError {
         case "auth.unauthenticated", "auth.invalidCredentials": .unauthorized
         case "auth.forbidden", "auth.passwordChangeRequired": .forbidden
         case "notFound": .notFound
-        case "conflict", "store.conflict": .conflict
+        case "conflict", "store.conflict", "node.transition", "node.busy", "job.transition": .conflict
+        case "job.infeasible": .unprocessableContent
         case "rateLimited": .tooManyRequests
         case "audit.unavailable", "store.failure", "audit.closed", "audit.io": .serviceUnavailable
         default:
             code.hasPrefix("input.") || code.hasPrefix("identity.") || code.hasPrefix("breakglass.")
-                || code.hasPrefix("config.") ? .badRequest : .internalServerError
+                || code.hasPrefix("config.") || code.hasPrefix("job.") || code.hasPrefix("quota.")
+                || code.hasPrefix("node.") ? .badRequest : .internalServerError
         }
     }
 

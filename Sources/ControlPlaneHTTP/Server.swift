@@ -44,7 +44,8 @@ public enum CaduceusServer {
         let trail = try AuditTrail(directory: data + "/audit", keys: auditKeys, logger: logger)
         let clock = SystemWallClock()
         let plane = ControlPlane(
-            store: database.identity, audit: AuditRecorder(trail: trail, clock: clock), clock: clock,
+            store: database.identity, fleet: database.fleet, audit: AuditRecorder(trail: trail, clock: clock),
+            clock: clock,
             hasher: PasswordHasher(), totpBox: SecretBox(rootKey: rootKey, purpose: "totp"),
             settings: ControlPlaneSettings(
                 sessions: try SessionRules(
@@ -59,6 +60,7 @@ public enum CaduceusServer {
             createdBootstrapFile = path
         }
         let bootstrapFile = createdBootstrapFile
+        try await plane.startScheduling()
 
         let app = try makeApplication(
             plane: plane, ca: ca, configuration: configuration, logger: logger, metrics: ServerMetrics(trail: trail),

@@ -41,23 +41,30 @@ public struct AccessDecision: Sendable, Equatable {
 ///
 /// Deny by default: a permission is allowed only if a role binding whose scope covers the target grants
 /// it, or an open break-glass grant of the target's tenant does. Least privilege: the platform admin
-/// manages fleet, tenants and users but holds no `phi.read` and no `audit.read`.
+/// manages fleet, tenants and users but holds no `phi.read` and no `audit.read`; it sees where jobs run
+/// (`job.read`) but not what they run (`job.inspect`: command, arguments, environment), which only the
+/// project's own researchers and services see. Tenant admins set their projects' quotas and read their
+/// tenant's nodes and jobs; they neither submit nor cancel work.
 public enum AccessPolicy {
     /// The permissions each role grants, within the scope it is held in.
     public static let table: [Role: Set<Permission>] = [
         .platformAdmin: [
             .userCreate, .userRead, .userUpdate, .roleGrant, .roleRead, .tokenManage, .tenantCreate, .tenantRead,
-            .projectCreate, .projectRead,
+            .projectCreate, .projectRead, .fleetManage, .fleetRead, .quotaRead, .jobRead,
         ],
         .securityOfficer: [
-            .userRead, .userUpdate, .roleRead, .tenantRead, .projectRead, .auditRead, .breakGlassReview,
+            .userRead, .userUpdate, .roleRead, .tenantRead, .projectRead, .auditRead, .breakGlassReview, .fleetRead,
+            .jobRead,
         ],
         .tenantAdmin: [
             .roleGrant, .roleRead, .tokenManage, .tenantRead, .projectCreate, .projectRead, .emergencyAccess,
+            .fleetRead, .quotaManage, .quotaRead, .jobRead,
         ],
-        .researcher: [.projectRead, .phiRead, .emergencyAccess],
-        .auditor: [.userRead, .roleRead, .tenantRead, .projectRead, .auditRead],
-        .service: [.projectRead, .phiRead],
+        .researcher: [
+            .projectRead, .phiRead, .emergencyAccess, .quotaRead, .jobSubmit, .jobRead, .jobInspect, .jobCancel,
+        ],
+        .auditor: [.userRead, .roleRead, .tenantRead, .projectRead, .auditRead, .fleetRead, .quotaRead, .jobRead],
+        .service: [.projectRead, .phiRead, .quotaRead, .jobSubmit, .jobRead, .jobInspect, .jobCancel],
     ]
 
     /// What an open break-glass grant adds, across its whole tenant.

@@ -183,6 +183,26 @@ struct AccessPolicyTests {
         #expect(!AccessPolicy.decide(tenantAdmin, .roleGrant, in: .platform, at: now).allowed)
     }
 
+    @Test("jobs: the project's people see what a job runs; operators and tenant admins see only where it runs")
+    func jobPrivacy() {
+        let scope = Scope.project(tenant, project)
+        let researcher = principal(.researcher, scope)
+        let platformAdmin = principal(.platformAdmin, .platform)
+        let tenantAdmin = principal(.tenantAdmin, .tenant(tenant))
+        for permission: Permission in [.jobSubmit, .jobRead, .jobInspect, .jobCancel] {
+            #expect(AccessPolicy.decide(researcher, permission, in: scope, at: now).allowed)
+        }
+        #expect(AccessPolicy.decide(platformAdmin, .jobRead, in: scope, at: now).allowed)
+        #expect(AccessPolicy.decide(platformAdmin, .fleetManage, in: .platform, at: now).allowed)
+        #expect(AccessPolicy.decide(tenantAdmin, .quotaManage, in: scope, at: now).allowed)
+        for permission: Permission in [.jobInspect, .jobSubmit, .jobCancel] {
+            #expect(!AccessPolicy.decide(platformAdmin, permission, in: scope, at: now).allowed)
+            #expect(!AccessPolicy.decide(tenantAdmin, permission, in: scope, at: now).allowed)
+        }
+        #expect(!AccessPolicy.decide(tenantAdmin, .fleetManage, in: .platform, at: now).allowed)
+        #expect(!AccessPolicy.decide(platformAdmin, .quotaManage, in: scope, at: now).allowed)
+    }
+
     @Test("no binding, no access: deny by default")
     func denyByDefault() {
         let nobody = Principal(id: .generate(), name: "nobody", kind: .user)
