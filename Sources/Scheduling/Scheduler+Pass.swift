@@ -72,7 +72,8 @@ extension Scheduler {
         let shape = ShapeKey(
             tenant: job.tenant, models: job.models, residency: job.residency, gpusPerNode: job.job.gpusPerNode,
             nodeCount: job.job.nodeCount)
-        if pass.failedFits[shape] != releaseEpoch, let nodes = findNodes(job) {
+        let remembers = policy.search == .indexed
+        if !remembers || pass.failedFits[shape] != releaseEpoch, let nodes = findNodes(job) {
             place(slot, on: nodes, at: now, pass: &pass, into: &decisions)
             return
         }
@@ -85,7 +86,7 @@ extension Scheduler {
         // or lower, so they add no victims — except when reclaiming, where jobs of the same class count.
         let preemptKey = PreemptionKey(shape: shape, rank: job.job.jobClass.priority, reclaim: withinGuarantee)
         let epoch = withinGuarantee ? changeEpoch : releaseEpoch
-        if pass.failedPreemptions[preemptKey] != epoch,
+        if !remembers || pass.failedPreemptions[preemptKey] != epoch,
             let plan = preemptionPlan(for: slot, reclaim: withinGuarantee, at: now)
         {
             var victims: [Victim] = []
@@ -143,7 +144,7 @@ extension Scheduler {
         _ job: JobSlot, _ shape: ShapeKey, preemption: CapacityShortfall.PreemptionOutcome?, pass: inout PassState
     ) -> CapacityShortfall {
         var result: CapacityShortfall
-        if let cached = pass.shortfalls[shape], cached.epoch == changeEpoch {
+        if policy.search == .indexed, let cached = pass.shortfalls[shape], cached.epoch == changeEpoch {
             result = cached.shortfall
         } else {
             result = shortfall(job, preemption: nil)

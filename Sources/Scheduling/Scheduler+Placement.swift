@@ -22,8 +22,7 @@ extension Scheduler {
         }
         let free = slot.freeGPUs
         nodes[Int(node)].pool = pool
-        nodes[Int(node)].bucketPosition = Int32(pools[Int(pool)].buckets[free].count)
-        pools[Int(pool)].buckets[free].append(node)
+        nodes[Int(node)].bucketPosition = pools[Int(pool)].add(node, free: free)
         pools[Int(pool)].nodeCount += 1
         pools[Int(pool)].totalGPUs += slot.gpuCount
         pools[Int(pool)].freeGPUs += free
@@ -60,10 +59,8 @@ extension Scheduler {
     private mutating func removeFromBucket(_ node: Int32, free: Int) {
         let pool = Int(nodes[Int(node)].pool)
         let position = Int(nodes[Int(node)].bucketPosition)
-        let last = pools[pool].buckets[free].removeLast()
-        if last != node {
-            pools[pool].buckets[free][position] = last
-            nodes[Int(last)].bucketPosition = Int32(position)
+        if let moved = pools[pool].remove(at: position, free: free) {
+            nodes[Int(moved)].bucketPosition = Int32(position)
         }
     }
 
@@ -74,8 +71,7 @@ extension Scheduler {
         let pool = nodes[Int(node)].pool
         if pool >= 0 && old != new {
             removeFromBucket(node, free: old)
-            nodes[Int(node)].bucketPosition = Int32(pools[Int(pool)].buckets[new].count)
-            pools[Int(pool)].buckets[new].append(node)
+            nodes[Int(node)].bucketPosition = pools[Int(pool)].add(node, free: new)
             pools[Int(pool)].freeGPUs += new - old
             let size = nodes[Int(node)].gpuCount
             pools[Int(pool)].freeOnEmptyNodes += (new == size ? size : 0) - (old == size ? size : 0)
@@ -169,14 +165,10 @@ extension Scheduler {
         let candidates = candidatePools(job)
         if count == 1 {
             var best: (free: Int, pool: Int32)?
-            search: for pool in candidates {
-                let largest = pools[Int(pool)].largestNode
-                guard need <= largest else { continue }
-                for free in need...largest where !pools[Int(pool)].buckets[free].isEmpty {
-                    if best == nil || free < best!.free { best = (free, pool) }
-                    if free == need { break search }
-                    break
-                }
+            for pool in candidates {
+                guard let free = pools[Int(pool)].smallestFree(atLeast: need) else { continue }
+                if best == nil || free < best!.free { best = (free, pool) }
+                if free == need { break }
             }
             guard let best, let node = pools[Int(best.pool)].buckets[best.free].last else { return nil }
             return [node]
@@ -265,10 +257,7 @@ extension Scheduler {
             let entry = pools[Int(pool)]
             schedulable += entry.nodeCount
             free += entry.freeGPUs
-            for size in stride(from: entry.largestNode, through: 0, by: -1) where !entry.buckets[size].isEmpty {
-                largest = max(largest, size)
-                break
-            }
+            largest = max(largest, entry.largestFree)
             if job.job.gpusPerNode <= entry.largestNode {
                 for size in job.job.gpusPerNode...entry.largestNode { fittingNodes += entry.buckets[size].count }
             }

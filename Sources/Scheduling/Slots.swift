@@ -62,6 +62,33 @@ struct Pool {
     var freeGPUs = 0
     /// Free GPUs on nodes with nothing running.
     var freeOnEmptyNodes = 0
+    /// Bit `f` is set when `buckets[f]` holds a node.
+    private(set) var occupied: UInt128 = 0
+
+    /// Puts a node in the bucket for `free` GPUs; returns its position there.
+    mutating func add(_ node: Int32, free: Int) -> Int32 {
+        buckets[free].append(node)
+        occupied |= 1 << UInt128(free)
+        return Int32(buckets[free].count - 1)
+    }
+
+    /// Takes the node at `position` out of the bucket for `free` GPUs; returns the node moved into its place.
+    mutating func remove(at position: Int, free: Int) -> Int32? {
+        let last = buckets[free].removeLast()
+        if buckets[free].isEmpty { occupied &= ~(1 << UInt128(free)) }
+        guard position < buckets[free].count else { return nil }
+        buckets[free][position] = last
+        return last
+    }
+
+    /// The fewest free GPUs of any node here with at least `need` free, if there is one.
+    func smallestFree(atLeast need: Int) -> Int? {
+        let above = occupied >> UInt128(need)
+        return above == 0 ? nil : need + above.trailingZeroBitCount
+    }
+
+    /// The most free GPUs on any node here.
+    var largestFree: Int { occupied == 0 ? 0 : 127 - occupied.leadingZeroBitCount }
 }
 
 struct PoolKey: Hashable {

@@ -9,7 +9,7 @@ struct Caduceus: AsyncParsableCommand {
         subcommands: [
             ServeCommand.self, ConfigCommand.self, LoginCommand.self, LogoutCommand.self, WhoamiCommand.self,
             UserCommand.self, RoleCommand.self, TokenCommand.self, TenantCommand.self, ProjectCommand.self,
-            BreakGlassCommand.self, OpenAPICommand.self, AuditCommand.self, BenchCommand.self,
+            BreakGlassCommand.self, OpenAPICommand.self, AuditCommand.self, BenchCommand.self, SimCommand.self,
         ]
     )
 }
