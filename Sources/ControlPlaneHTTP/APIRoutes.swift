@@ -26,22 +26,28 @@ public struct RouteSpec: Sendable {
     public var access: Access
     /// The request body's type, for routes that take one.
     public var body: (any StrictDecodable.Type)?
+    /// Query parameters that filter a list, beyond `after` and `limit`.
+    public var filters: [String]
 
     init(
         method: HTTPRequest.Method, path: String, summary: String, access: Access,
-        body: (any StrictDecodable.Type)? = nil
+        body: (any StrictDecodable.Type)? = nil, filters: [String] = []
     ) {
         self.method = method
         self.path = path
         self.summary = summary
         self.access = access
         self.body = body
+        self.filters = filters
     }
 }
 
 /// The API's routes.
 public enum APIRoutes {
-    public static let all: [RouteSpec] = [
+    /// Every route: accounts and tenancy, then the fleet and jobs.
+    public static let all: [RouteSpec] = identity + fleet
+
+    static let identity: [RouteSpec] = [
         .init(method: .get, path: "/healthz", summary: "Liveness", access: .open),
         .init(method: .get, path: "/readyz", summary: "Readiness", access: .open),
         .init(method: .get, path: "/metrics", summary: "Prometheus metrics (loopback clients only)", access: .open),
@@ -85,7 +91,9 @@ public enum APIRoutes {
             method: .post, path: "/v1/tenants", summary: "Create a tenant", access: .permission(.tenantCreate),
             body: CreateTenantRequest.self),
         .init(method: .get, path: "/v1/tenants/{id}", summary: "Show a tenant", access: .permission(.tenantRead)),
-        .init(method: .get, path: "/v1/projects", summary: "List projects", access: .permission(.projectRead)),
+        .init(
+            method: .get, path: "/v1/projects", summary: "List projects", access: .permission(.projectRead),
+            filters: ["tenant"]),
         .init(
             method: .post, path: "/v1/projects", summary: "Create a project", access: .permission(.projectCreate),
             body: CreateProjectRequest.self),
@@ -143,6 +151,8 @@ struct RouteHandlers {
             )
         }
         registerAdministration(authed)
+        registerFleet(authed)
+        registerJobs(authed)
     }
 
     private func registerAdministration(_ authed: RouterGroup<APIContext>) {

@@ -36,6 +36,9 @@ public enum OpenAPIDocument {
                     ])
                 }
             }
+            for filter in route.filters {
+                parameters.append(["name": filter, "in": "query", "schema": ["type": "string"]])
+            }
             if route.method == .post && route.access != .open {
                 parameters.append([
                     "name": "Idempotency-Key", "in": "header", "schema": ["type": "string", "maxLength": 128],
@@ -47,7 +50,7 @@ public enum OpenAPIDocument {
                 var object: [String: Any] = [
                     "type": "object",
                     "additionalProperties": false,
-                    "properties": schema.mapValues { ["type": $0.type] },
+                    "properties": schema.mapValues(property),
                 ]
                 let required = schema.filter(\.value.required).keys.sorted()
                 if !required.isEmpty { object["required"] = required }
@@ -91,6 +94,15 @@ public enum OpenAPIDocument {
         return Array(data)
     }
 
+    /// A request field's JSON schema.
+    static func property(_ field: FieldSpec) -> [String: Any] {
+        var property: [String: Any] = ["type": field.type]
+        if let items = field.items {
+            property[field.type == "array" ? "items" : "additionalProperties"] = ["type": items]
+        }
+        return property
+    }
+
     static func operationID(_ route: RouteSpec) -> String {
         let words = route.path.split(separator: "/").filter { $0 != "v1" }.map {
             $0 == "{id}" ? "ById" : $0.split(separator: "-").map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
@@ -102,10 +114,13 @@ public enum OpenAPIDocument {
         let error: [String: Any] = [
             "description": "Error", "content": ["application/json": ["schema": ["$ref": "#/components/schemas/Error"]]],
         ]
+        // POST creates (201), except an action on an existing resource (`…/{id}/verb`, 200).
         let success =
             route.method == .delete || route.path.hasSuffix("/password")
-            ? "204" : (route.method == .post ? "201" : "200")
+            ? "204" : (route.method == .post && !route.path.contains("{id}/") ? "201" : "200")
         var responses: [String: Any] = [success: ["description": "Success"], "400": error, "503": error]
+        if route.path == "/v1/jobs" && route.method == .post { responses["422"] = error }
+        if route.path.hasPrefix("/v1/nodes/{id}/") || route.path == "/v1/jobs/{id}/cancel" { responses["409"] = error }
         if route.access != .open {
             responses["401"] = error
             responses["403"] = error

@@ -1,6 +1,7 @@
 import CaduceusCore
 import CaduceusTesting
 import ControlPlane
+import Fleet
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -9,6 +10,7 @@ import Identity
 import Logging
 import NIOCore
 import Persistence
+import Scheduling
 import Testing
 
 @testable import ControlPlaneHTTP
@@ -61,6 +63,23 @@ struct RouteRoleMatrixTests {
                 callers.append(Caller(role: role, token: token, principal: try await h.plane.authenticate(token)))
             }
 
+            // The fleet: one node of the tenant in service, and a job of the project on it.
+            let region = try await h.plane.createRegion(
+                admin, CreateRegionRequest(name: "us-east", residency: Residency(rawValue: "US")!))
+            let site = try await h.plane.createSite(admin, CreateSiteRequest(name: "dc1", region: region.id))
+            let fabric = try await h.plane.createFabric(admin, CreateFabricRequest(name: "ib0", site: site.id))
+            @Sendable func gpus(_ name: String) -> [GPUDevice] {
+                (0..<8).map { GPUDevice(index: $0, model: "H200", memoryMiB: 143_771, uuid: "GPU-\(name)-\($0)") }
+            }
+            let node = try await h.plane.createNode(
+                admin, CreateNodeRequest(name: "gpu-01", fabric: fabric.id, gpus: gpus("gpu-01")))
+            _ = try await h.plane.assignNode(admin, node.id, AssignNodeRequest(tenant: tenant.id))
+            _ = try await h.plane.activateNode(admin, node.id)
+            let researcher = try #require(callers.first { $0.role == .researcher })
+            let job = try await h.plane.submitJob(
+                RequestInfo(principal: researcher.principal),
+                SubmitJobRequest(project: project.id, jobClass: .batch, gpusPerNode: 1, command: "true"))
+
             let app = Application(router: try CaduceusServer.makeRouter(plane: h.plane, logger: Logger(label: "test")))
             let everyone = callers
             let checked = try await app.test(.router) { client in
@@ -84,8 +103,15 @@ struct RouteRoleMatrixTests {
                             openedAt: h.clock.now(), expiresAt: h.clock.now().adding(milliseconds: 60_000))
                         try await h.database.identity.insertGrant(grant)
 
+                        let spare = try await h.plane.createNode(
+                            admin,
+                            CreateNodeRequest(name: "spare-\(counter)", fabric: fabric.id, gpus: gpus("s\(counter)")))
+                        let fleetRequest = Self.fleetRequest(
+                            route, counter: counter, tenant: tenant.id, project: project.id, region: region.id,
+                            site: site.id, fabric: fabric.id, node: node.id, spare: spare.id, job: job.id)
                         let (path, scope, body): (String, Scope, String?) =
                             switch (route.method, route.path) {
+                            case _ where fleetRequest != nil: fleetRequest ?? ("", .platform, nil)
                             case (.get, "/v1/users"), (.get, "/v1/role-bindings"), (.get, "/v1/tokens"),
                                 (.get, "/v1/tenants"),
                                 (.get, "/v1/projects"):
@@ -159,6 +185,44 @@ struct RouteRoleMatrixTests {
             #expect(
                 checked == APIRoutes.all.filter { if case .permission = $0.access { true } else { false } }.count
                     * Role.allCases.count)
+        }
+    }
+
+    /// The request for a fleet, quota or job route, and the scope its use case authorises in.
+    static func fleetRequest(
+        _ route: RouteSpec, counter: Int, tenant: TenantID, project: ProjectID, region: RegionID, site: SiteID,
+        fabric: FabricID, node: NodeID, spare: NodeID, job: JobID
+    ) -> (String, Scope, String?)? {
+        let projectScope = Scope.project(tenant, project)
+        let gpu = #"{"index":0,"model":"H200","memoryMiB":1000,"uuid":"GPU-m\#(counter)"}"#
+        switch (route.method, route.path) {
+        case (.get, "/v1/regions"), (.get, "/v1/sites"), (.get, "/v1/fabrics"): return (route.path, .platform, nil)
+        case (.post, "/v1/regions"): return (route.path, .platform, #"{"name":"r\#(counter)","residency":"US"}"#)
+        case (.get, "/v1/regions/{id}"): return ("/v1/regions/\(region)", .platform, nil)
+        case (.post, "/v1/sites"): return (route.path, .platform, #"{"name":"s\#(counter)","region":"\#(region)"}"#)
+        case (.get, "/v1/sites/{id}"): return ("/v1/sites/\(site)", .platform, nil)
+        case (.post, "/v1/fabrics"): return (route.path, .platform, #"{"name":"f\#(counter)","site":"\#(site)"}"#)
+        case (.get, "/v1/fabrics/{id}"): return ("/v1/fabrics/\(fabric)", .platform, nil)
+        case (.post, "/v1/nodes"):
+            return (route.path, .platform, #"{"name":"n\#(counter)","fabric":"\#(fabric)","gpus":[\#(gpu)]}"#)
+        case (.get, "/v1/nodes"): return ("/v1/nodes?tenant=\(tenant)", .tenant(tenant), nil)
+        case (.get, "/v1/nodes/{id}"): return ("/v1/nodes/\(node)", .tenant(tenant), nil)
+        case (.post, "/v1/nodes/{id}/assign"):
+            return ("/v1/nodes/\(spare)/assign", .platform, #"{"tenant":"\#(tenant)"}"#)
+        case (.post, let path) where path.hasPrefix("/v1/nodes/{id}/"):
+            return (path.replacingOccurrences(of: "{id}", with: spare.rawValue), .platform, nil)
+        case (.get, "/v1/quotas"): return ("/v1/quotas?tenant=\(tenant)", .tenant(tenant), nil)
+        case (.get, "/v1/quotas/{id}"): return ("/v1/quotas/\(project)", projectScope, nil)
+        case (.put, "/v1/quotas/{id}"):
+            return ("/v1/quotas/\(project)", projectScope, #"{"guaranteedGPUs":0,"maximumGPUs":64}"#)
+        case (.post, "/v1/jobs"):
+            return (
+                route.path, projectScope, #"{"project":"\#(project)","class":"batch","gpusPerNode":1,"command":"true"}"#
+            )
+        case (.get, "/v1/jobs"): return ("/v1/jobs?project=\(project)", projectScope, nil)
+        case (.get, "/v1/jobs/{id}"), (.post, "/v1/jobs/{id}/cancel"), (.get, "/v1/jobs/{id}/why"):
+            return (route.path.replacingOccurrences(of: "{id}", with: job.rawValue), projectScope, nil)
+        default: return nil
         }
     }
 }
