@@ -9,7 +9,9 @@ struct Caduceus: AsyncParsableCommand {
         subcommands: [
             ServeCommand.self, ConfigCommand.self, LoginCommand.self, LogoutCommand.self, WhoamiCommand.self,
             UserCommand.self, RoleCommand.self, TokenCommand.self, TenantCommand.self, ProjectCommand.self,
-            BreakGlassCommand.self, OpenAPICommand.self, AuditCommand.self, BenchCommand.self, SimCommand.self,
+            BreakGlassCommand.self, RegionCommand.self, SiteCommand.self, FabricCommand.self, NodeCommand.self,
+            QuotaCommand.self, JobCommand.self, OpenAPICommand.self, AuditCommand.self, BenchCommand.self,
+            SimCommand.self,
         ]
     )
 }
