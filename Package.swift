@@ -53,12 +53,10 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "Scheduling", dependencies: ["CaduceusCore"], swiftSettings: strict),
-        .target(name: "Fleet", dependencies: ["CaduceusCore", "Scheduling"], swiftSettings: strict),
         .target(
             name: "Persistence",
             dependencies: [
                 "CaduceusCore",
-                "Fleet",
                 "Identity",
                 "Scheduling",
                 .product(name: "Logging", package: "swift-log"),
@@ -72,7 +70,6 @@ let package = Package(
             dependencies: [
                 "AuditLog",
                 "CaduceusCore",
-                "Fleet",
                 "Identity",
                 "Scheduling",
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -86,7 +83,6 @@ let package = Package(
                 "AuditLog",
                 "CaduceusCore",
                 "ControlPlane",
-                "Fleet",
                 "Identity",
                 "Persistence",
                 "Scheduling",
@@ -108,7 +104,7 @@ let package = Package(
         .target(
             name: "CaduceusTesting",
             dependencies: [
-                "AuditLog", "CaduceusCore", "ControlPlane", "Fleet", "Identity", "Persistence", "Scheduling",
+                "AuditLog", "CaduceusCore", "ControlPlane", "Identity", "Persistence", "Scheduling",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
@@ -120,7 +116,6 @@ let package = Package(
                 "CaduceusCore",
                 "ControlPlane",
                 "ControlPlaneHTTP",
-                "Fleet",
                 "Identity",
                 "Scheduling",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -139,7 +134,7 @@ let package = Package(
         .testTarget(
             name: "ControlPlaneTests",
             dependencies: [
-                "ControlPlane", "Persistence", "Identity", "AuditLog", "CaduceusCore", "CaduceusTesting", "Fleet",
+                "ControlPlane", "Persistence", "Identity", "AuditLog", "CaduceusCore", "CaduceusTesting",
                 "Scheduling",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -149,7 +144,7 @@ let package = Package(
             name: "ControlPlaneHTTPTests",
             dependencies: [
                 "ControlPlaneHTTP", "ControlPlane", "Identity", "AuditLog", "CaduceusCore", "CaduceusTesting", "Persistence",
-                "Fleet", "Scheduling",
+                "Scheduling",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -159,7 +154,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PersistenceTests",
-            dependencies: ["Persistence", "Identity", "CaduceusCore", "Fleet", "Scheduling"],
+            dependencies: ["Persistence", "Identity", "CaduceusCore", "Scheduling"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -177,7 +172,7 @@ let package = Package(
         .testTarget(
             name: "CLITests",
             dependencies: [
-                "caduceus", "AuditLog", "CaduceusCore", "Fleet", "Identity", "Scheduling",
+                "caduceus", "AuditLog", "CaduceusCore", "Identity", "Scheduling",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,5 +1,4 @@
 import CaduceusCore
-import Fleet
 import Scheduling
 
 public struct CreateRegionRequest: StrictDecodable, Encodable {

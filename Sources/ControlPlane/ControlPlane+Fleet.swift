@@ -1,8 +1,8 @@
 import AuditLog
 import CaduceusCore
-import Fleet
 import Identity
 import Logging
+import Scheduling
 
 /// Regions, sites and fabrics: where nodes sit. Only platform admins change them (`fleet.manage`);
 /// reading them is platform-wide (`fleet.read`).

@@ -1,6 +1,5 @@
 import AuditLog
 import CaduceusCore
-import Fleet
 import Identity
 import Logging
 import Scheduling

@@ -1,5 +1,4 @@
 import CaduceusCore
-import Fleet
 import Scheduling
 
 extension SchedulingService {
@@ -47,15 +46,12 @@ extension SchedulingService {
         from node: NodeRecord, scheduler: inout Scheduler, _ tx: any FleetStore, at now: Timestamp,
         request: RequestID?
     ) async throws {
-        for id in scheduler.jobs(on: node.id) {
-            guard var job = try await tx.job(id: id) else { continue }
-            let requeue = job.spec.jobClass == .training
-            scheduler.remove(job: id, at: now)
+        for victim in scheduler.evict(node: node.id, at: now) {
+            guard var job = try await tx.job(id: victim.job) else { continue }
             try Self.takeGPUs(
-                from: &job, requeue: requeue, at: now, reason: "node \(node.name) was drained")
-            if requeue { try scheduler.submit(job.queued) }
+                from: &job, requeue: victim.requeued, at: now, reason: "node \(node.name) was drained")
             try await tx.updateJob(job)
-            try await record(requeue ? "job.requeue" : "job.preempt", job: job, request: request)
+            try await record(victim.requeued ? "job.requeue" : "job.preempt", job: job, request: request)
         }
     }
 

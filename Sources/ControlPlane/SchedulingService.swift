@@ -1,6 +1,5 @@
 import AuditLog
 import CaduceusCore
-import Fleet
 import Logging
 import Scheduling
 import Synchronization

@@ -1,5 +1,4 @@
 import CaduceusCore
-import Fleet
 import Foundation
 import SQLKit
 import Scheduling

@@ -53,6 +53,7 @@ public enum JobState: String, Codable, Sendable, CaseIterable {
             (.placed, .failed):
             true
         case (.running, .succeeded), (.running, .failed), (.running, .preempting), (.running, .cancelled): true
+        case (.placed, .preempted), (.running, .preempted): true
         case (.preempting, .pending), (.preempting, .preempted), (.preempting, .cancelled),
             (.preempting, .succeeded), (.preempting, .failed):
             true

@@ -172,6 +172,28 @@ public struct Scheduler: Sendable {
         return true
     }
 
+    /// Moves every job off a node (a drain, or a change of tenant): training goes back to the queue, other work
+    /// ends. Returns the jobs in a stable order, as preemption victims.
+    public mutating func evict(node id: NodeID, at now: Timestamp) -> [Victim] {
+        guard let index = nodeIndex[id] else { return [] }
+        let slots = nodes[Int(index)].allocations.map(\.slot).sorted { jobs[Int($0)].job.id < jobs[Int($1)].job.id }
+        var victims: [Victim] = []
+        for slot in slots {
+            let requeue = jobs[Int(slot)].job.jobClass == .training
+            victims.append(Victim(job: jobs[Int(slot)].job.id, requeued: requeue))
+            release(slot, at: now)
+            if requeue {
+                jobs[Int(slot)].reason = nil
+                enqueue(slot)
+            } else {
+                jobIndex[jobs[Int(slot)].job.id] = nil
+                jobs[Int(slot)].live = false
+                freeJobSlots.append(slot)
+            }
+        }
+        return victims
+    }
+
     /// The structured reason a queued job waits, from the last pass that considered it.
     public func pendingReason(_ id: JobID) -> PendingReason? {
         guard let slot = jobIndex[id], !jobs[Int(slot)].isRunning else { return nil }

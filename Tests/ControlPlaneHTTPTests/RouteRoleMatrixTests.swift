@@ -1,7 +1,6 @@
 import CaduceusCore
 import CaduceusTesting
 import ControlPlane
-import Fleet
 import Foundation
 import HTTPTypes
 import Hummingbird

@@ -1,5 +1,4 @@
 import CaduceusCore
-import Fleet
 import Identity
 import Persistence
 import Scheduling

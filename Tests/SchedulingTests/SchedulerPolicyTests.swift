@@ -221,3 +221,19 @@ import Testing
         #expect(f.pass().placement(of: next)?.first?.gpus == [0, 3])
     }
 }
+
+@Suite struct SchedulerEvictionTests {
+    @Test func evictingANodeRequeuesTrainingAndEndsTheRest() throws {
+        var f = Fixture()
+        try f.node(1, tenant: 1, gpus: 8)
+        let training = try f.submit(f.job(tenant: 1, .training, gpus: 4))
+        let inference = try f.submit(f.job(tenant: 1, .inference, gpus: 4, preemptible: false))
+        _ = f.pass()
+        let victims = f.scheduler.evict(node: NodeID(unchecked: "node-1"), at: f.now)
+        #expect(Set(victims) == [Victim(job: training, requeued: true), Victim(job: inference, requeued: false)])
+        #expect(f.scheduler.isQueued(training) && f.scheduler.assignments(of: inference) == nil)
+        #expect(!f.scheduler.isQueued(inference) && f.scheduler.gpuTotals.allocated == 0)
+        // The requeued job is placed again by the next pass, once the node takes work.
+        #expect(f.pass().placement(of: training) != nil)
+    }
+}

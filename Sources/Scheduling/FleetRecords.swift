@@ -1,5 +1,4 @@
 import CaduceusCore
-import Scheduling
 
 /// A region: where sites sit, with the one data residency they all have.
 public struct RegionRecord: Sendable, Equatable, Codable {

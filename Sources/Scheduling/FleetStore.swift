@@ -1,5 +1,4 @@
 import CaduceusCore
-import Scheduling
 
 /// Where regions, sites, fabrics, nodes, quotas and jobs are kept.
 ///
