@@ -82,6 +82,23 @@ extension Scheduler {
 
     // MARK: Allocation
 
+    /// Reserves one allocation place per GPU of a new node; returns where they start.
+    mutating func reserveAllocations(_ gpus: Int) -> Int32 {
+        let base = Int32(allocationTable.count)
+        allocationTable.append(
+            contentsOf: repeatElement(
+                NodeAllocation(
+                    slot: -1, gpus: 0, totalGPUs: 0, priority: 0, project: -1, preemptibleFrom: 0, startedAt: 0),
+                count: gpus))
+        return base
+    }
+
+    /// The jobs holding GPUs on a node.
+    func allocations(of node: Int32) -> ArraySlice<NodeAllocation> {
+        let base = Int(nodes[Int(node)].allocationBase)
+        return allocationTable[base..<base + Int(nodes[Int(node)].allocationCount)]
+    }
+
     /// Gives a job the GPUs in `parts`.
     mutating func allocate(_ slot: Int32, parts: [(Int32, UInt64)], at now: Timestamp) {
         let preemptibleFrom =
@@ -89,11 +106,12 @@ extension Scheduler {
             ? now.millisecondsSinceEpoch + jobs[Int(slot)].job.minRuntimeMilliseconds : Int64.max
         for (node, mask) in parts {
             setFreeMask(node, nodes[Int(node)].freeMask & ~mask)
-            nodes[Int(node)].allocations.append(
-                NodeAllocation(
-                    slot: slot, gpus: Int32(mask.nonzeroBitCount), totalGPUs: Int32(jobs[Int(slot)].job.totalGPUs),
-                    priority: Int8(jobs[Int(slot)].job.jobClass.priority), project: jobs[Int(slot)].project,
-                    preemptibleFrom: preemptibleFrom, startedAt: now.millisecondsSinceEpoch))
+            let place = Int(nodes[Int(node)].allocationBase + nodes[Int(node)].allocationCount)
+            nodes[Int(node)].allocationCount += 1
+            allocationTable[place] = NodeAllocation(
+                slot: slot, gpus: Int32(mask.nonzeroBitCount), totalGPUs: Int32(jobs[Int(slot)].job.totalGPUs),
+                priority: Int8(jobs[Int(slot)].job.jobClass.priority), project: jobs[Int(slot)].project,
+                preemptibleFrom: preemptibleFrom, startedAt: now.millisecondsSinceEpoch)
         }
         jobs[Int(slot)].parts = parts.map { (node: $0.0, mask: $0.1) }
         jobs[Int(slot)].startedAt = now
@@ -111,8 +129,11 @@ extension Scheduler {
     mutating func release(_ slot: Int32, at now: Timestamp) {
         for part in jobs[Int(slot)].parts {
             setFreeMask(part.node, nodes[Int(part.node)].freeMask | part.mask)
-            if let position = nodes[Int(part.node)].allocations.firstIndex(where: { $0.slot == slot }) {
-                nodes[Int(part.node)].allocations.remove(at: position)
+            let base = Int(nodes[Int(part.node)].allocationBase)
+            let last = base + Int(nodes[Int(part.node)].allocationCount) - 1
+            if let position = (base...last).first(where: { allocationTable[$0].slot == slot }) {
+                allocationTable[position] = allocationTable[last]
+                nodes[Int(part.node)].allocationCount -= 1
             }
         }
         jobs[Int(slot)].parts = []

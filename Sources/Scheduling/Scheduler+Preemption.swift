@@ -15,31 +15,17 @@ extension Scheduler {
         let job = jobs[Int(slot)]
         let need = job.job.gpusPerNode
         let count = job.job.nodeCount
+        var search = VictimSearch(
+            need: need, priority: Int8(job.job.jobClass.priority), time: now.millisecondsSinceEpoch, reclaim: reclaim,
+            project: job.project)
         var options: [NodeOption] = []
         var best: NodeOption?
-        var scratch: [VictimCandidate] = []
-        func consider(_ node: Int32) {
-            let bound = count == 1 ? best : nil
-            guard
-                let option = nodeOption(
-                    node, for: job, reclaim: reclaim, at: now, scratch: &scratch, notWorseThan: bound)
-            else { return }
-            if count == 1 {
-                if best == nil || option.isBetter(than: best!) { best = option }
-            } else {
-                options.append(option)
-            }
-        }
+        var candidates: [Int32] = []
         switch policy.search {
         case .indexed:
-            scan: for pool in candidatePools(job) where need <= pools[Int(pool)].largestNode {
+            for pool in candidatePools(job) where need <= pools[Int(pool)].largestNode {
                 let sizes = count == 1 ? 0..<need : 0..<(pools[Int(pool)].largestNode + 1)
-                for bucket in pools[Int(pool)].buckets[sizes] {
-                    for node in bucket {
-                        consider(node)
-                        if let best, best.victims.count == 1, best.waste == 0 { break scan }
-                    }
-                }
+                for free in sizes { candidates.append(contentsOf: pools[Int(pool)].buckets[free]) }
             }
         case .firstFitScan:
             for index in nodes.indices {
@@ -48,45 +34,133 @@ extension Scheduler {
                     interned.allows(job.models, model: node.model),
                     job.residency < 0 || interned.fabricResidency[Int(node.fabric)] == job.residency
                 else { continue }
-                consider(Int32(index))
+                candidates.append(Int32(index))
             }
         }
-        if count == 1 {
-            guard let best, !best.victims.isEmpty else { return nil }
-            return PreemptionPlan(victims: best.victims, nodes: [best.node])
+        let borrowing = projects.map { $0.inUse > $0.quota.guaranteedGPUs }
+        return allocationTable.withUnsafeBufferPointer { table in
+            nodes.withUnsafeBufferPointer { nodes in
+                var noVictims: [Int32]?
+                for node in candidates {
+                    // The common case inline, touching no array but the two tables: is there a single job whose
+                    // preemption makes room? Only when there is none are several victims weighed.
+                    let free = nodes[Int(node)].freeMask.nonzeroBitCount
+                    let deficit = need - free
+                    var single = -1
+                    var available = 0
+                    if deficit > 0 {
+                        let base = Int(nodes[Int(node)].allocationBase)
+                        for index in base..<base + Int(nodes[Int(node)].allocationCount) {
+                            guard search.isEligible(table[index], borrowing: borrowing) else { continue }
+                            available += Int(table[index].gpus)
+                            if Int(table[index].gpus) >= deficit,
+                                single < 0 || table[index].wastes(less: table[single])
+                            {
+                                single = index
+                            }
+                        }
+                        if single < 0 && (available < deficit || (count == 1 && best?.victims == 1)) { continue }
+                    }
+                    let option: NodeOption
+                    if deficit <= 0 {
+                        option = NodeOption(node: node, victims: 0, waste: 0)
+                    } else if single >= 0 {
+                        option = NodeOption(node: node, victims: 1, waste: Int(table[single].totalGPUs) - deficit)
+                    } else {
+                        guard
+                            let several = search.evaluate(
+                                node, nodes: nodes, allocations: table, borrowing: borrowing,
+                                notWorseThan: count == 1 ? best : nil, victims: &noVictims)
+                        else { continue }
+                        option = several
+                    }
+                    if count > 1 {
+                        options.append(option)
+                    } else if best == nil || option.isBetter(than: best!) {
+                        best = option
+                        if option.victims == 1 && option.waste == 0 { break }
+                    }
+                }
+                let chosen =
+                    count == 1 ? best.map { [$0] } ?? [] : Array(options.sorted { $0.isBetter(than: $1) }.prefix(count))
+                guard chosen.count == count, chosen.contains(where: { $0.victims > 0 }) else { return nil }
+                var victims = Set<Int32>()
+                for option in chosen {
+                    var found: [Int32]? = []
+                    _ = search.evaluate(
+                        option.node, nodes: nodes, allocations: table, borrowing: borrowing, notWorseThan: nil,
+                        victims: &found)
+                    victims.formUnion(found ?? [])
+                }
+                return PreemptionPlan(victims: victims.sorted(), nodes: chosen.map(\.node))
+            }
         }
-        guard options.count >= count else { return nil }
-        options.sort { $0.isBetter(than: $1) }
-        let chosen = options.prefix(count)
-        let victims = Set(chosen.flatMap(\.victims)).sorted()
-        guard !victims.isEmpty else { return nil }
-        return PreemptionPlan(victims: victims, nodes: chosen.map(\.node))
     }
 
-    /// What it takes to free `gpusPerNode` GPUs on one node, or nil when its eligible jobs cannot.
-    private func nodeOption(
-        _ node: Int32, for job: JobSlot, reclaim: Bool, at now: Timestamp, scratch: inout [VictimCandidate],
-        notWorseThan bound: NodeOption?
+}
+
+/// The search for victims on one node at a time, for one preemptor.
+struct VictimSearch {
+    let need: Int
+    let priority: Int8
+    let time: Int64
+    let reclaim: Bool
+    let project: Int32
+    var scratch: [VictimCandidate] = []
+
+    init(need: Int, priority: Int8, time: Int64, reclaim: Bool, project: Int32) {
+        self.need = need
+        self.priority = priority
+        self.time = time
+        self.reclaim = reclaim
+        self.project = project
+    }
+
+    /// Whether a job holding GPUs may be preempted for this preemptor: preemptible, past its minimum run
+    /// time, and of a lower class — or, when reclaiming, borrowed work of the same class in another project.
+    @inline(__always)
+    func isEligible(_ allocation: NodeAllocation, borrowing: [Bool]) -> Bool {
+        guard allocation.preemptibleFrom <= time else { return false }
+        if allocation.priority < priority { return true }
+        return reclaim && allocation.priority == priority && allocation.project != project
+            && borrowing[Int(allocation.project)]
+    }
+
+    /// What it takes to free `need` GPUs on `node`: a single victim that covers the shortfall with the fewest
+    /// GPUs lost if there is one, else the largest eligible jobs first. Nil when the node's eligible jobs
+    /// cannot make room, or when the result would not beat `bound`. When `victims` is not nil, the chosen
+    /// victims are appended to it (only the winners need them: the scan itself allocates nothing).
+    mutating func evaluate(
+        _ node: Int32, nodes: UnsafeBufferPointer<NodeSlot>, allocations: UnsafeBufferPointer<NodeAllocation>,
+        borrowing: [Bool], notWorseThan bound: NodeOption?, victims: inout [Int32]?
     ) -> NodeOption? {
-        let free = nodes[Int(node)].freeGPUs
-        let need = job.job.gpusPerNode
-        if free >= need { return NodeOption(node: node, victims: [], waste: 0) }
+        let free = nodes[Int(node)].freeMask.nonzeroBitCount
+        if free >= need { return NodeOption(node: node, victims: 0, waste: 0) }
+        let deficit = need - free
+        let collect = bound == nil || bound!.victims > 1
         scratch.removeAll(keepingCapacity: true)
-        var available = free
-        let priority = Int8(job.job.jobClass.priority)
-        let time = now.millisecondsSinceEpoch
-        for allocation in nodes[Int(node)].allocations where allocation.preemptibleFrom <= time {
-            if allocation.priority >= priority {
-                guard reclaim, allocation.priority == priority, isBorrowing(allocation.project, not: job.project)
-                else { continue }
+        var available = 0
+        var single: VictimCandidate?
+        let base = Int(nodes[Int(node)].allocationBase)
+        for index in base..<base + Int(nodes[Int(node)].allocationCount) {
+            let allocation = allocations[index]
+            guard isEligible(allocation, borrowing: borrowing) else { continue }
+            let candidate = VictimCandidate(
+                slot: allocation.slot, gpusHere: allocation.gpus, totalGPUs: allocation.totalGPUs,
+                priority: allocation.priority, startedAt: allocation.startedAt)
+            if Int(allocation.gpus) >= deficit, single == nil || candidate.wastes(less: single!) {
+                single = candidate
             }
-            scratch.append(
-                VictimCandidate(
-                    slot: allocation.slot, gpusHere: allocation.gpus, totalGPUs: allocation.totalGPUs,
-                    priority: allocation.priority, startedAt: allocation.startedAt))
             available += Int(allocation.gpus)
+            if collect { scratch.append(candidate) }
         }
-        guard available >= need else { return nil }
+        if let single {
+            let option = NodeOption(node: node, victims: 1, waste: Int(single.totalGPUs) - deficit)
+            if let bound, !option.isBetter(than: bound) { return nil }
+            victims?.append(single.slot)
+            return option
+        }
+        guard available >= deficit, collect else { return nil }
         // Largest first (fewest victims), then lowest class, then the most recently started; at most a few.
         for i in 1..<max(1, scratch.count) {
             var j = i
@@ -96,22 +170,29 @@ extension Scheduler {
             }
         }
         var count = 0
-        var freed = free
+        var freed = 0
         var lost = 0
-        for candidate in scratch where freed < need {
+        for candidate in scratch where freed < deficit {
             count += 1
             freed += Int(candidate.gpusHere)
             lost += Int(candidate.totalGPUs)
         }
-        let waste = lost - (need - free)
-        if let bound, (count, waste) >= (bound.victims.count, bound.waste) { return nil }
-        let victims = scratch.prefix(count).map(\.slot)
-        return NodeOption(node: node, victims: victims, waste: lost - (need - free))
+        let option = NodeOption(node: node, victims: count, waste: lost - deficit)
+        if let bound, !option.isBetter(than: bound) { return nil }
+        victims?.append(contentsOf: scratch.prefix(count).map(\.slot))
+        return option
     }
+}
 
-    /// Whether `project` (not the preemptor's own) holds more than its guarantee.
-    private func isBorrowing(_ project: Int32, not own: Int32) -> Bool {
-        project != own && projects[Int(project)].inUse > projects[Int(project)].quota.guaranteedGPUs
+extension NodeAllocation {
+    /// As `VictimCandidate.wastes(less:)`.
+    @inline(__always)
+    func wastes(less other: NodeAllocation) -> Bool {
+        if totalGPUs != other.totalGPUs { return totalGPUs < other.totalGPUs }
+        if gpus != other.gpus { return gpus > other.gpus }
+        if priority != other.priority { return priority < other.priority }
+        if startedAt != other.startedAt { return startedAt > other.startedAt }
+        return slot < other.slot
     }
 }
 
@@ -123,6 +204,12 @@ struct VictimCandidate {
     var priority: Int8
     var startedAt: Int64
 
+    /// Of two victims that each cover a shortfall alone: fewer GPUs lost, then as `orders(before:)`.
+    func wastes(less other: VictimCandidate) -> Bool {
+        if totalGPUs != other.totalGPUs { return totalGPUs < other.totalGPUs }
+        return orders(before: other)
+    }
+
     func orders(before other: VictimCandidate) -> Bool {
         if gpusHere != other.gpusHere { return gpusHere > other.gpusHere }
         if priority != other.priority { return priority < other.priority }
@@ -131,14 +218,15 @@ struct VictimCandidate {
     }
 }
 
-/// One node's price of making room: which jobs to preempt there and how many GPUs beyond the need they free.
+/// One node's price of making room: how many jobs to preempt there and how many GPUs they hold beyond the
+/// need.
 struct NodeOption {
     var node: Int32
-    var victims: [Int32]
+    var victims: Int
     var waste: Int
 
     func isBetter(than other: NodeOption) -> Bool {
-        if victims.count != other.victims.count { return victims.count < other.victims.count }
+        if victims != other.victims { return victims < other.victims }
         if waste != other.waste { return waste < other.waste }
         return node < other.node
     }

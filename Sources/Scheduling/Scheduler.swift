@@ -23,6 +23,9 @@ public struct Scheduler: Sendable {
     var freeJobSlots: [Int32] = []
     var retiredSlots: [Int32] = []
     var interned = Interner()
+    /// Jobs holding GPUs on each node, in a region per node (see `NodeSlot.allocationBase`): one flat table so
+    /// that a search across thousands of nodes reads contiguous memory and touches no reference counts.
+    var allocationTable: [NodeAllocation] = []
     var candidateCache: [CandidateKey: [Int32]] = [:]
     /// Bumped whenever GPUs are released: failures remembered in a pass are stale after it.
     var releaseEpoch = 0
@@ -46,7 +49,7 @@ public struct Scheduler: Sendable {
         let tenant = info.tenant.map { tenantSlot($0) } ?? -1
         if let index = nodeIndex[info.id] {
             let old = nodes[Int(index)]
-            if !old.allocations.isEmpty
+            if old.allocationCount > 0
                 && (old.tenant != tenant || old.model != model || old.fabric != fabric || old.gpuCount != info.gpuCount)
             {
                 throw CaduceusError(
@@ -61,15 +64,17 @@ public struct Scheduler: Sendable {
             if old.gpuCount != info.gpuCount {
                 nodes[Int(index)].gpuCount = info.gpuCount
                 nodes[Int(index)].freeMask = NodeSlot.fullMask(info.gpuCount)
+                nodes[Int(index)].allocationBase = reserveAllocations(info.gpuCount)
             }
             addToTenant(index)
             attachToPool(index)
         } else {
             let index = Int32(nodes.count)
-            nodes.append(
-                NodeSlot(
-                    id: info.id, tenant: tenant, model: model, fabric: fabric, gpuCount: info.gpuCount,
-                    schedulable: info.schedulable))
+            var slot = NodeSlot(
+                id: info.id, tenant: tenant, model: model, fabric: fabric, gpuCount: info.gpuCount,
+                schedulable: info.schedulable)
+            slot.allocationBase = reserveAllocations(info.gpuCount)
+            nodes.append(slot)
             nodeIndex[info.id] = index
             addToTenant(index)
             attachToPool(index)
@@ -81,7 +86,7 @@ public struct Scheduler: Sendable {
     /// Removes a node that holds no work.
     public mutating func remove(node id: NodeID) throws(CaduceusError) {
         guard let index = nodeIndex[id] else { return }
-        guard nodes[Int(index)].allocations.isEmpty else {
+        guard nodes[Int(index)].allocationCount == 0 else {
             throw CaduceusError(code: "node.busy", message: "node \(id) holds work")
         }
         detachFromPool(index)
@@ -94,7 +99,7 @@ public struct Scheduler: Sendable {
     /// The jobs holding GPUs on a node, in a stable order.
     public func jobs(on node: NodeID) -> [JobID] {
         guard let index = nodeIndex[node] else { return [] }
-        return nodes[Int(index)].allocations.map { jobs[Int($0.slot)].job.id }.sorted()
+        return allocations(of: index).map { jobs[Int($0.slot)].job.id }.sorted()
     }
 
     // MARK: Quotas
@@ -176,7 +181,7 @@ public struct Scheduler: Sendable {
     /// ends. Returns the jobs in a stable order, as preemption victims.
     public mutating func evict(node id: NodeID, at now: Timestamp) -> [Victim] {
         guard let index = nodeIndex[id] else { return [] }
-        let slots = nodes[Int(index)].allocations.map(\.slot).sorted { jobs[Int($0)].job.id < jobs[Int($1)].job.id }
+        let slots = allocations(of: index).map(\.slot).sorted { jobs[Int($0)].job.id < jobs[Int($1)].job.id }
         var victims: [Victim] = []
         for slot in slots {
             let requeue = jobs[Int(slot)].job.jobClass == .training

@@ -13,8 +13,11 @@ struct NodeSlot {
     /// The pool whose free-GPU buckets hold the node, or -1.
     var pool: Int32 = -1
     var bucketPosition: Int32 = -1
-    /// Jobs holding GPUs here, with how many GPUs each holds here.
-    var allocations: [NodeAllocation] = []
+    /// Where the node's allocation records start in `Scheduler.allocationTable`: one place per GPU, as a job
+    /// holds at least one GPU of each node it uses.
+    var allocationBase: Int32 = 0
+    /// How many jobs hold GPUs here.
+    var allocationCount: Int32 = 0
 
     init(id: NodeID, tenant: Int32, model: Int32, fabric: Int32, gpuCount: Int, schedulable: Bool) {
         self.id = id
