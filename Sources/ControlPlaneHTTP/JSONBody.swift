@@ -80,8 +80,9 @@ enum JSONBody {
 
     /// A JSON reply not yet turned into a response (so that it can be kept for idempotent replays).
     static func reply(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> JSONReply {
+        // Keys in declaration order: sorting them costs more than the rest of encoding.
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.outputFormatting = [.withoutEscapingSlashes]
         return JSONReply(status: status, bytes: Array(try encoder.encode(value)))
     }
 
