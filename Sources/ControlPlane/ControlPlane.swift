@@ -173,6 +173,21 @@ extension ControlPlane {
         try await scheduling.pass()
     }
 
+    /// Runs placed jobs through `runner` until the calling task is cancelled: launches them, stops those that
+    /// lose their GPUs, records their starts and ends and the scrubs of their GPUs. The server runs this
+    /// beside the API.
+    public func runJobs(on runner: any JobRunner) async {
+        let execution = ExecutionService(
+            runner: runner, scheduling: scheduling, fleet: fleet, audit: audit, clock: clock, logger: logger)
+        scheduling.whenCommitted { execution.kick() }
+        execution.kick()
+        await withTaskCancellationHandler {
+            await execution.run()
+        } onCancel: {
+            execution.finish()
+        }
+    }
+
     /// Runs one scheduling pass now and returns once its decisions are persisted and audited.
     @discardableResult
     public func runSchedulingPass() async throws -> [Decision] {

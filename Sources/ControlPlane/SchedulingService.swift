@@ -18,6 +18,7 @@ public final class SchedulingService: Sendable {
     let logger: Logger
     private let lock = AsyncLock()
     private let live = Mutex<Scheduler?>(nil)
+    private let onCommit = Mutex<(@Sendable () -> Void)?>(nil)
 
     /// The actor of the audit events the scheduler's own decisions write.
     static let actor = (id: "scheduler", type: "system")
@@ -42,8 +43,14 @@ public final class SchedulingService: Sendable {
                 return (result, working)
             }
             live.withLock { $0 = next }
+            onCommit.withLock { $0 }?()
             return result
         }
+    }
+
+    /// Calls `action` after every committed change (the execution service reconciles then).
+    func whenCommitted(_ action: @escaping @Sendable () -> Void) {
+        onCommit.withLock { $0 = action }
     }
 
     /// The scheduler as of the last committed change.

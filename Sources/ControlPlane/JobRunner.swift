@@ -1,0 +1,131 @@
+import CaduceusCore
+import Scheduling
+
+/// Where placed jobs run: the node agent of this machine in embedded mode; remote agents and Slurm later.
+///
+/// The control plane tells a runner which jobs to launch and which to stop; the runner tells the control
+/// plane, through a `JobReporter`, when a job is about to start, when it ended, and how each GPU scrub went.
+public protocol JobRunner: Sendable {
+    /// Whether this runner runs the work placed on `node`.
+    func serves(node: NodeID) -> Bool
+    /// The launches it has taken and not yet reported ended.
+    func active() async -> Set<LaunchKey>
+    /// Takes a launch: the runner waits until the job's GPUs are free and scrubbed, asks the reporter
+    /// whether the job may still start, starts it, and reports its end. Returns at once.
+    func launch(_ launch: JobLaunch, reporter: any JobReporter) async
+    /// Stops a launched job (SIGTERM, then SIGKILL after a grace period).
+    func stop(_ key: LaunchKey, reason: JobStopReason) async
+    /// Kills whatever is left of a job this runner no longer tracks (after a restart) and erases its
+    /// scratch; returns the processes killed.
+    func reclaim(_ job: JobID) async -> Int
+}
+
+/// What a runner tells the control plane.
+public protocol JobReporter: Sendable {
+    /// Asked right before a job's process starts; the job starts only if this returns true (it is then
+    /// recorded as running first, so that no job ever starts twice).
+    func starting(_ launch: JobLaunch) async -> Bool
+    /// A launched job ended (or never started).
+    func ended(_ launch: JobLaunch, _ outcome: JobOutcome) async
+    /// A GPU was scrubbed (after a job, or to sanitise a node).
+    func scrubbed(_ report: GPUScrubReport) async
+}
+
+/// One run of a job: its ID and how many times it had lost its GPUs before (each requeue is a new run).
+public struct LaunchKey: Hashable, Sendable, CustomStringConvertible {
+    public var job: JobID
+    public var attempt: Int
+
+    public init(job: JobID, attempt: Int) {
+        self.job = job
+        self.attempt = attempt
+    }
+
+    public var description: String { "\(job)#\(attempt)" }
+}
+
+/// Everything a runner needs to start a job.
+public struct JobLaunch: Hashable, Sendable {
+    public var key: LaunchKey
+    public var tenant: TenantID
+    public var project: ProjectID
+    public var command: String
+    public var arguments: [String]
+    public var environment: [String: String]
+    /// The node and its GPUs the job holds (a job of this runner holds GPUs on one node).
+    public var node: NodeID
+    public var gpus: [GPUDevice]
+    public var maxRuntimeSeconds: Int
+
+    public init(
+        key: LaunchKey, tenant: TenantID, project: ProjectID, command: String, arguments: [String],
+        environment: [String: String], node: NodeID, gpus: [GPUDevice], maxRuntimeSeconds: Int
+    ) {
+        self.key = key
+        self.tenant = tenant
+        self.project = project
+        self.command = command
+        self.arguments = arguments
+        self.environment = environment
+        self.node = node
+        self.gpus = gpus
+        self.maxRuntimeSeconds = maxRuntimeSeconds
+    }
+}
+
+/// Why a runner stops a job.
+public enum JobStopReason: String, Sendable, Hashable {
+    case cancelled, preempted
+}
+
+/// How a run ended, as the runner saw it.
+public struct JobOutcome: Hashable, Sendable {
+    /// Whether the program exited with status 0.
+    public var succeeded: Bool
+    /// In words: "exited with status 3", "stopped after its maximum run time", "did not start: …".
+    public var description: String
+    /// Bytes of output, and whether the logs were cut at their limit.
+    public var outputBytes: Int
+    public var logsTruncated: Bool
+    /// Processes of the job still running at its end, killed by the runner.
+    public var leftoversKilled: Int
+
+    public init(succeeded: Bool, description: String, outputBytes: Int, logsTruncated: Bool, leftoversKilled: Int) {
+        self.succeeded = succeeded
+        self.description = description
+        self.outputBytes = outputBytes
+        self.logsTruncated = logsTruncated
+        self.leftoversKilled = leftoversKilled
+    }
+}
+
+/// One GPU's scrub, for the audit trail.
+public struct GPUScrubReport: Hashable, Sendable {
+    public var node: NodeID
+    public var gpuUUID: String
+    public var gpuIndex: Int
+    public var bytesOverwritten: UInt64
+    public var bytesVerified: UInt64
+    public var seconds: Double
+    /// Whether memory was overwritten, read back as written, and no process was left on the GPU.
+    public var succeeded: Bool
+    /// What went wrong, if anything.
+    public var failure: String?
+    /// Whether the GPU is a stand-in (`--fake-gpus`).
+    public var fake: Bool
+
+    public init(
+        node: NodeID, gpuUUID: String, gpuIndex: Int, bytesOverwritten: UInt64, bytesVerified: UInt64, seconds: Double,
+        succeeded: Bool, failure: String?, fake: Bool
+    ) {
+        self.node = node
+        self.gpuUUID = gpuUUID
+        self.gpuIndex = gpuIndex
+        self.bytesOverwritten = bytesOverwritten
+        self.bytesVerified = bytesVerified
+        self.seconds = seconds
+        self.succeeded = succeeded
+        self.failure = failure
+        self.fake = fake
+    }
+}
