@@ -39,7 +39,7 @@ extension GPUScrubber {
                 let start = ContinuousClock.now
                 try memory.fill(address, bytes: size, pattern: 0xA5A5_A5A5)
                 try memory.synchronize()
-                return GPUFillReference(bytes: UInt64(size), microseconds: microseconds(since: start))
+                return GPUFillReference(bytes: UInt64(size), microseconds: elapsedMicroseconds(since: start))
             }
             throw CaduceusError(code: "gpu.reference.allocate", message: "GPU \(gpu.uuid): no memory to fill")
         }

@@ -68,11 +68,11 @@ public struct GPUScrubber<Backend: GPUBackend>: Sendable {
             let opening = ContinuousClock.now
             var closing = opening
             try backend.withMemory(of: gpu) { (memory) throws(CaduceusError) in
-                tally.phases.setupMicroseconds += microseconds(since: opening)
+                tally.phases.setupMicroseconds += elapsedMicroseconds(since: opening)
                 try overwrite(memory, gpu: gpu, tally: &tally)
                 closing = ContinuousClock.now
             }
-            tally.phases.setupMicroseconds += microseconds(since: closing)
+            tally.phases.setupMicroseconds += elapsedMicroseconds(since: closing)
             try checkNoProcesses(on: gpu, when: "after the scrub", tally: &tally)
             try checkCoverage(gpu, tally: tally)
         } catch {
@@ -80,7 +80,8 @@ public struct GPUScrubber<Backend: GPUBackend>: Sendable {
         }
         return GPUScrubRecord(
             node: node, gpuUUID: gpu.uuid, gpuIndex: gpu.index, fake: gpu.fake, reason: reason, job: job,
-            startedAt: startedAt, durationMicroseconds: microseconds(since: start), deviceBytes: tally.deviceBytes,
+            startedAt: startedAt, durationMicroseconds: elapsedMicroseconds(since: start),
+            deviceBytes: tally.deviceBytes,
             freeBytesBefore: tally.freeBytesBefore, bytesOverwritten: tally.bytesOverwritten,
             bytesVerified: tally.bytesVerified, blocks: tally.blocks, passes: options.passes, pattern: tally.pattern,
             phases: tally.phases, result: failure == nil ? .passed : .failed, failure: failure.map(GPUScrubFailure.init)
@@ -124,7 +125,7 @@ public struct GPUScrubber<Backend: GPUBackend>: Sendable {
     private func checkNoProcesses(on gpu: GPUInfo, when: String, tally: inout Tally) throws(CaduceusError) {
         let start = ContinuousClock.now
         let processes = try backend.runningProcesses(on: gpu)
-        tally.phases.processCheckMicroseconds += microseconds(since: start)
+        tally.phases.processCheckMicroseconds += elapsedMicroseconds(since: start)
         guard processes.isEmpty else {
             let list = processes.prefix(8).map(String.init).joined(separator: ", ")
             throw CaduceusError(
@@ -171,7 +172,7 @@ public struct GPUScrubber<Backend: GPUBackend>: Sendable {
             size = min(size, roundDown(try memory.memoryInfo().free))
         }
         try memory.synchronize()
-        tally.phases.overwriteMicroseconds = microseconds(since: start)
+        tally.phases.overwriteMicroseconds = elapsedMicroseconds(since: start)
         guard !blocks.isEmpty else {
             throw CaduceusError(
                 code: "gpu.scrub.allocate",
@@ -180,14 +181,14 @@ public struct GPUScrubber<Backend: GPUBackend>: Sendable {
 
         let verifying = ContinuousClock.now
         try verify(memory, blocks: blocks, gpu: gpu, tally: &tally)
-        tally.phases.verifyMicroseconds = microseconds(since: verifying)
+        tally.phases.verifyMicroseconds = elapsedMicroseconds(since: verifying)
 
         let releasing = ContinuousClock.now
         while let block = blocks.last {
             try memory.free(block.address)
             blocks.removeLast()
         }
-        tally.phases.releaseMicroseconds = microseconds(since: releasing)
+        tally.phases.releaseMicroseconds = elapsedMicroseconds(since: releasing)
     }
 
     /// Reads back the first and last window of every block and some at random offsets.
@@ -210,8 +211,8 @@ public struct GPUScrubber<Backend: GPUBackend>: Sendable {
                 if let bad = window.firstIndex(where: { $0 != tally.pattern }) {
                     throw CaduceusError(
                         code: "gpu.scrub.verify",
-                        message: "GPU \(gpu.uuid): block \(number) reads 0x\(hex(window[bad])) at byte "
-                            + "\(offset + bad * 4) after the scrub wrote 0x\(hex(tally.pattern))")
+                        message: "GPU \(gpu.uuid): block \(number) reads 0x\(hexWord(window[bad])) at byte "
+                            + "\(offset + bad * 4) after the scrub wrote 0x\(hexWord(tally.pattern))")
                 }
                 tally.bytesVerified += UInt64(length)
             }
@@ -224,13 +225,13 @@ public struct GPUScrubber<Backend: GPUBackend>: Sendable {
 }
 
 /// Microseconds elapsed since `start`.
-func microseconds(since start: ContinuousClock.Instant) -> Int64 {
+func elapsedMicroseconds(since start: ContinuousClock.Instant) -> Int64 {
     let elapsed = ContinuousClock.now - start
     return elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
 }
 
 /// Eight lower-case hexadecimal digits.
-func hex(_ value: UInt32) -> String {
+func hexWord(_ value: UInt32) -> String {
     let digits = String(value, radix: 16)
     return String(repeating: "0", count: 8 - digits.count) + digits
 }
