@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .executable(name: "caduceus", targets: ["caduceus"]),
         .library(name: "AuditLog", targets: ["AuditLog"]),
+        .executable(name: "caduceus-gpu", targets: ["caduceus-gpu"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -53,6 +54,8 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "Scheduling", dependencies: ["CaduceusCore"], swiftSettings: strict),
+        .target(name: "NodeAgent", dependencies: ["CaduceusCore"], swiftSettings: strict),
+        .executableTarget(name: "caduceus-gpu", dependencies: ["CaduceusCore", "NodeAgent"], swiftSettings: strict),
         .target(
             name: "Persistence",
             dependencies: [
@@ -102,6 +105,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "EmbeddedAgent",
+            dependencies: [
+                "CaduceusCore", "ControlPlane", "NodeAgent", "Scheduling",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "CaduceusTesting",
             dependencies: [
                 "AuditLog", "CaduceusCore", "ControlPlane", "Identity", "Persistence", "Scheduling",
@@ -116,7 +127,9 @@ let package = Package(
                 "CaduceusCore",
                 "ControlPlane",
                 "ControlPlaneHTTP",
+                "EmbeddedAgent",
                 "Identity",
+                "NodeAgent",
                 "Scheduling",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -131,6 +144,7 @@ let package = Package(
         ),
         .testTarget(name: "CaduceusCoreTests", dependencies: ["CaduceusCore"], swiftSettings: strict),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "CaduceusCore"], swiftSettings: strict),
+        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "CaduceusCore"], swiftSettings: strict),
         .testTarget(
             name: "ControlPlaneTests",
             dependencies: [

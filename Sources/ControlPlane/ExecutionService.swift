@@ -34,6 +34,7 @@ final class ExecutionService: JobReporter, Sendable {
 
     /// Reconciles whenever kicked, one reconciliation at a time, until the task is cancelled.
     func run() async {
+        await runner.prepare(reporter: self)
         for await _ in stream {
             await reconcile()
         }

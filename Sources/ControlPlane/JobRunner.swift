@@ -8,6 +8,9 @@ import Scheduling
 public protocol JobRunner: Sendable {
     /// Whether this runner runs the work placed on `node`.
     func serves(node: NodeID) -> Bool
+    /// Gets ready before the first launch (the local agent scrubs every GPU: nothing is known of what they
+    /// held before it started), reporting what it did.
+    func prepare(reporter: any JobReporter) async
     /// The launches it has taken and not yet reported ended.
     func active() async -> Set<LaunchKey>
     /// Takes a launch: the runner waits until the job's GPUs are free and scrubbed, asks the reporter

@@ -28,9 +28,13 @@ public enum CaduceusServer {
         public var bootstrapFile: String?
     }
 
-    /// Runs the server until SIGTERM or SIGINT.
+    /// Makes the runner of this machine's jobs once the control plane is up (embedded mode), or nil.
+    public typealias RunnerFactory = @Sendable (ControlPlane) async throws -> (any JobRunner)?
+
+    /// Runs the server until SIGTERM or SIGINT; with a runner from `runner`, placed jobs run through it.
     public static func run(
-        configuration: ServerConfiguration, logger: Logger, onStarted: @escaping @Sendable (Started) -> Void
+        configuration: ServerConfiguration, logger: Logger, runner: RunnerFactory? = nil,
+        onStarted: @escaping @Sendable (Started) -> Void
     ) async throws {
         let data = configuration.dataDirectory
         try SecureFile.makeDirectory(data, mode: 0o700)
@@ -72,8 +76,12 @@ public enum CaduceusServer {
                         url: "https://\(shownHost):\(port)", port: port, caCertificatePath: ca.caCertificatePath,
                         caFingerprint: ca.caFingerprint, bootstrapFile: bootstrapFile))
             })
+        var services: [any Service] = [app]
+        if let runner = try await runner?(plane) {
+            services.append(JobService(plane: plane, runner: runner))
+        }
         let group = ServiceGroup(
-            configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {
@@ -142,5 +150,17 @@ public enum CaduceusServer {
         let key = SymmetricKey(size: .bits256)
         try SecureFile.write(key.withUnsafeBytes { Array($0) }, to: path, mode: 0o600)
         return key
+    }
+}
+
+/// Runs placed jobs through the runner for as long as the server runs.
+struct JobService: Service {
+    let plane: ControlPlane
+    let runner: any JobRunner
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await plane.runJobs(on: runner)
+        }
     }
 }

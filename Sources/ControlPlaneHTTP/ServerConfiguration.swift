@@ -20,9 +20,16 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
     public var auditOrigin: String
     /// A PostgreSQL URL for distributed mode (credentials are never shown); nil for embedded SQLite.
     public var databaseURL: String?
+    /// Host-memory stand-ins for GPUs on the local node, for demonstrations and tests (0: real GPUs only).
+    public var fakeGPUs: Int = 0
+    /// The residency of the `local` region this machine registers its node in (embedded mode).
+    public var localResidency: String = "US"
+    /// Seconds a stopped job gets between SIGTERM and SIGKILL.
+    public var stopGraceSeconds: Int = 10
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case dataDirectory, listen, idleTimeoutMinutes, sessionLifetimeHours, hostNames, auditOrigin, databaseURL
+        case fakeGPUs, localResidency, stopGraceSeconds
     }
 
     /// The defaults.
@@ -42,6 +49,8 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         ("CADUCEUS_IDLE_TIMEOUT_MINUTES", "idleTimeoutMinutes"),
         ("CADUCEUS_SESSION_LIFETIME_HOURS", "sessionLifetimeHours"), ("CADUCEUS_HOST_NAMES", "hostNames"),
         ("CADUCEUS_AUDIT_ORIGIN", "auditOrigin"), ("CADUCEUS_DATABASE_URL", "databaseURL"),
+        ("CADUCEUS_FAKE_GPUS", "fakeGPUs"), ("CADUCEUS_LOCAL_RESIDENCY", "localResidency"),
+        ("CADUCEUS_STOP_GRACE_SECONDS", "stopGraceSeconds"),
     ]
 
     /// Resolves the configuration from a file (if given), the environment and flag overrides.
@@ -93,6 +102,9 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
             hostNames = value.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
         case "auditOrigin": auditOrigin = value
         case "databaseURL": databaseURL = value
+        case "fakeGPUs": fakeGPUs = try int(value)
+        case "localResidency": localResidency = value
+        case "stopGraceSeconds": stopGraceSeconds = try int(value)
         default: throw CaduceusError(code: "config.value", message: "unknown setting '\(key)'")
         }
     }
@@ -104,6 +116,16 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         }
         guard (1...24).contains(sessionLifetimeHours) else {
             throw CaduceusError(code: "config.value", message: "sessionLifetimeHours must be 1 to 24")
+        }
+        guard (0...64).contains(fakeGPUs) else {
+            throw CaduceusError(code: "config.value", message: "fakeGPUs must be 0 to 64")
+        }
+        guard Residency(rawValue: localResidency) != nil else {
+            throw CaduceusError(
+                code: "config.value", message: "localResidency must be 2–16 upper-case letters, digits or dashes")
+        }
+        guard (0...600).contains(stopGraceSeconds) else {
+            throw CaduceusError(code: "config.value", message: "stopGraceSeconds must be 0 to 600")
         }
         _ = try bindAddress()
         guard !dataDirectory.isEmpty else {
@@ -129,6 +151,8 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
             ("dataDirectory", dataDirectory), ("listen", listen), ("idleTimeoutMinutes", String(idleTimeoutMinutes)),
             ("sessionLifetimeHours", String(sessionLifetimeHours)), ("hostNames", hostNames.joined(separator: ",")),
             ("auditOrigin", auditOrigin), ("databaseURL", databaseURL.map(Self.mask) ?? "(embedded SQLite)"),
+            ("fakeGPUs", String(fakeGPUs)), ("localResidency", localResidency),
+            ("stopGraceSeconds", String(stopGraceSeconds)),
         ]
     }
 

@@ -1,5 +1,8 @@
 import ArgumentParser
+import CaduceusCore
+import ControlPlane
 import ControlPlaneHTTP
+import EmbeddedAgent
 import Foundation
 import Logging
 
@@ -25,16 +28,27 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "A JSON configuration file.")
     var config: String?
 
+    @Option(help: "Offer N host-memory stand-ins as this machine's GPUs (demonstrations and tests; shown as fake).")
+    var fakeGPUs: Int?
+
     func run() async throws {
         // Everything the server creates is for its own user only.
         umask(0o077)
         var overrides: [String: String] = [:]
         if let dataDirectory { overrides["dataDirectory"] = dataDirectory }
         if let listen { overrides["listen"] = listen }
+        if let fakeGPUs { overrides["fakeGPUs"] = String(fakeGPUs) }
         let configuration = try ServerConfiguration.resolve(file: config, overrides: overrides)
         LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: .info) }
         let logger = Logger(label: "caduceus")
-        try await CaduceusServer.run(configuration: configuration, logger: logger) { started in
+        let settings = EmbeddedAgent.Settings(
+            dataDirectory: configuration.dataDirectory, fakeGPUs: configuration.fakeGPUs,
+            residency: Residency(rawValue: configuration.localResidency) ?? Residency(rawValue: "US")!,
+            nodeName: Self.nodeName(), graceSeconds: Double(configuration.stopGraceSeconds))
+        let runner: CaduceusServer.RunnerFactory = { plane in
+            try await EmbeddedAgent.start(plane: plane, settings: settings, logger: logger)
+        }
+        try await CaduceusServer.run(configuration: configuration, logger: logger, runner: runner) { started in
             var lines = [
                 "Caduceus is listening on \(started.url)",
                 "CA certificate: \(started.caCertificatePath)",
@@ -48,6 +62,15 @@ struct ServeCommand: AsyncParsableCommand {
             }
             StandardStreams.line(lines.joined(separator: "\n"))
         }
+    }
+}
+
+extension ServeCommand {
+    /// This machine's node name: its host name, as a fleet name.
+    static func nodeName() -> String {
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost"
+        let kept = host.filter { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
+        return kept.isEmpty ? "localhost" : String(kept.prefix(63))
     }
 }
 

@@ -20,9 +20,10 @@ enum Files {
             code: "executor.files", message: "cannot create \(path): \(String(cString: strerror(errno)))")
     }
 
-    /// Creates (or empties) a log file readable by this user only; returns its descriptor.
+    /// Opens a log file readable by this user only, for appending (a requeued job's runs follow each other);
+    /// returns its descriptor.
     static func create(_ path: String) throws(CaduceusError) -> Int32 {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else {
             throw CaduceusError(
                 code: "executor.files", message: "cannot create \(path): \(String(cString: strerror(errno)))")

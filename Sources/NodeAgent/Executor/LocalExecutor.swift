@@ -130,6 +130,29 @@ public final class LocalExecutor: Sendable {
         _ = Processes.killAll(job: job, group: pid)
     }
 
+    /// Kills whatever is left of a job this executor does not track (it ran before a restart): every process
+    /// carrying its job ID. Erases its scratch folder; returns the processes killed.
+    public func reclaim(_ job: JobID) -> Int {
+        let killed = Processes.killAll(job: job, group: nil)
+        Files.erase(folder(of: job) + "/scratch")
+        return killed
+    }
+
+    /// Up to `limit` bytes of a job's log from `offset`, and the log's size; nil when the job has no log.
+    public func readLog(_ job: JobID, stderr: Bool, from offset: Int, limit: Int) -> (bytes: [UInt8], size: Int)? {
+        let path = stderr ? logPaths(of: job).stderr : logPaths(of: job).stdout
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return nil }
+        let size = Int(info.st_size)
+        let start = min(max(0, offset), size)
+        var bytes = [UInt8](repeating: 0, count: min(max(0, limit), size - start))
+        let count = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(start)) }
+        return (Array(bytes.prefix(max(0, count))), size)
+    }
+
     /// Waits for a child on a thread of its own (waitpid blocks).
     private static func wait(for pid: pid_t) async -> Int32 {
         (try? await DedicatedThread.run { () -> Int32 in

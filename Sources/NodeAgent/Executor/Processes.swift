@@ -9,7 +9,7 @@ import Glibc
 enum Processes {
     /// Sends SIGKILL to every process of the job until none is left (at most a few rounds, for processes
     /// forking as they die); returns how many were killed.
-    static func killAll(job: JobID, group: pid_t) -> Int {
+    static func killAll(job: JobID, group: pid_t?) -> Int {
         var killed = Set<pid_t>()
         for _ in 0..<20 {
             let members = find(job: job, group: group)
@@ -17,12 +17,12 @@ enum Processes {
             for pid in members where kill(pid, SIGKILL) == 0 { killed.insert(pid) }
             usleep(2_000)
         }
-        kill(-group, SIGKILL)
+        if let group, group > 1 { kill(-group, SIGKILL) }
         return killed.count
     }
 
     /// Processes in `group` or with `CADUCEUS_JOB_ID=<job>` in their environment (zombies excepted).
-    static func find(job: JobID, group: pid_t) -> [pid_t] {
+    static func find(job: JobID, group: pid_t?) -> [pid_t] {
         guard let directory = opendir("/proc") else { return [] }
         defer { closedir(directory) }
         let marker = Array("CADUCEUS_JOB_ID=\(job.rawValue)".utf8) + [0]
@@ -34,7 +34,7 @@ enum Processes {
             guard let pid = pid_t(name), pid != getpid() else { continue }
             guard let stat = read("/proc/\(name)/stat"), let fields = statFields(stat) else { continue }
             if fields.state == UInt8(ascii: "Z") { continue }
-            if fields.group == group {
+            if let group, group > 1, fields.group == group {
                 found.append(pid)
             } else if let environment = read("/proc/\(name)/environ"), contains(environment, marker) {
                 found.append(pid)

@@ -1,0 +1,136 @@
+import CaduceusCore
+import ControlPlane
+import Logging
+import NodeAgent
+import Scheduling
+import Synchronization
+
+/// The node agent of the machine `caduceus serve` runs on: runs the jobs placed on this node with the local
+/// executor, gives each only the GPUs it was placed on and only once they are scrubbed, and scrubs them again
+/// when it ends.
+public final class LocalNodeAgent: JobRunner {
+    /// The node this agent serves.
+    public let node: NodeID
+    let gpus: NodeGPUs
+    let executor: LocalExecutor
+    let logger: Logger
+    private let launches = Mutex<[LaunchKey: LaunchState]>([:])
+
+    private struct LaunchState {
+        var stop: JobStopReason?
+        var started = false
+    }
+
+    /// Creates the agent of `node`, with its GPUs and executor.
+    public init(node: NodeID, gpus: NodeGPUs, executor: LocalExecutor, logger: Logger) {
+        self.node = node
+        self.gpus = gpus
+        self.executor = executor
+        self.logger = logger
+    }
+
+    public func serves(node: NodeID) -> Bool { node == self.node }
+
+    public func active() async -> Set<LaunchKey> { launches.withLock { Set($0.keys) } }
+
+    public func launch(_ launch: JobLaunch, reporter: any JobReporter) async {
+        let fresh = launches.withLock { state -> Bool in
+            guard state[launch.key] == nil else { return false }
+            state[launch.key] = LaunchState()
+            return true
+        }
+        guard fresh else { return }
+        Task { await execute(launch, reporter: reporter) }
+    }
+
+    public func stop(_ key: LaunchKey, reason: JobStopReason) async {
+        let started = launches.withLock { state -> Bool? in
+            guard var entry = state[key] else { return nil }
+            if entry.stop == nil { entry.stop = reason }
+            state[key] = entry
+            return entry.started
+        }
+        guard started == true else { return }
+        await executor.stop(key.job, reason: reason == .cancelled ? .cancelled : .preempted)
+    }
+
+    public func reclaim(_ job: JobID) async -> Int {
+        executor.reclaim(job)
+    }
+
+    /// Scrubs every GPU of the node, reporting each scrub: at start-up nothing is known of what they held.
+    public func prepare(reporter: any JobReporter) async {
+        do {
+            let outcome = try await gpus.sanitize(reason: .startup)
+            for record in outcome.records { await reporter.scrubbed(Self.report(record)) }
+        } catch {
+            logger.error("cannot scrub the GPUs at start-up", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Waits for the job's GPUs, asks whether it may still start, runs it, reports its end, scrubs its GPUs.
+    private func execute(_ launch: JobLaunch, reporter: any JobReporter) async {
+        let job = launch.key.job
+        let uuids = launch.gpus.map(\.uuid)
+        // The GPUs may still hold the previous job's memory (being scrubbed) or the job's previous run.
+        while true {
+            if launches.withLock({ $0[launch.key]?.stop }) != nil {
+                return await end(launch, reporter, description: "stopped before it started")
+            }
+            if !executor.isRunning(job) {
+                do {
+                    try await gpus.claim(uuids, for: job)
+                    break
+                } catch {
+                    if let alert = await gpus.cordon {
+                        return await end(launch, reporter, description: "did not start: \(alert.message)")
+                    }
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        guard await reporter.starting(launch) else {
+            launches.withLock { _ = $0.removeValue(forKey: launch.key) }
+            await scrub(job, reporter)
+            return
+        }
+        launches.withLock { $0[launch.key]?.started = true }
+        let request = ExecutionRequest(
+            job: job, tenant: launch.tenant, project: launch.project, command: launch.command,
+            arguments: launch.arguments, environment: launch.environment, gpuUUIDs: uuids,
+            maxRuntimeSeconds: launch.maxRuntimeSeconds)
+        let result = await executor.run(request)
+        launches.withLock { _ = $0.removeValue(forKey: launch.key) }
+        await reporter.ended(
+            launch,
+            JobOutcome(
+                succeeded: result.end.succeeded, description: result.end.description,
+                outputBytes: result.stdoutBytes + result.stderrBytes, logsTruncated: result.truncated,
+                leftoversKilled: result.leftoversKilled))
+        await scrub(job, reporter)
+    }
+
+    private func end(_ launch: JobLaunch, _ reporter: any JobReporter, description: String) async {
+        launches.withLock { _ = $0.removeValue(forKey: launch.key) }
+        await reporter.ended(
+            launch,
+            JobOutcome(
+                succeeded: false, description: description, outputBytes: 0, logsTruncated: false, leftoversKilled: 0))
+    }
+
+    private func scrub(_ job: JobID, _ reporter: any JobReporter) async {
+        let outcome = await gpus.jobEnded(job)
+        for record in outcome.records { await reporter.scrubbed(Self.report(record)) }
+        if let alert = outcome.alert {
+            logger.critical("GPU scrub failed", metadata: ["node": "\(node)", "alert": "\(alert.message)"])
+        }
+    }
+
+    static func report(_ record: GPUScrubRecord) -> GPUScrubReport {
+        GPUScrubReport(
+            node: record.node, gpuUUID: record.gpuUUID, gpuIndex: record.gpuIndex,
+            bytesOverwritten: record.bytesOverwritten, bytesVerified: record.bytesVerified,
+            seconds: Double(record.durationMicroseconds) / 1e6, succeeded: record.passed,
+            failure: record.failure?.message, fake: record.fake)
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import Testing
+
+/// Jobs really running: the real server with fake GPUs runs a researcher's jobs as processes, inference
+/// preempts training, cancel stops a process, and every start, end and GPU scrub is in the audit trail.
+struct ExecutionEndToEndTests {
+    /// Polls `job show` until the job is in one of `states`; returns its object.
+    func wait(
+        for job: String, in states: Set<String>, _ session: CLISession, as who: String, seconds: Double = 60
+    ) throws -> [String: Any] {
+        let deadline = Date().addingTimeInterval(seconds)
+        var last: [String: Any] = [:]
+        while Date() < deadline {
+            last = try session.json(["job", "show", job], as: who)
+            if let state = last["state"] as? String, states.contains(state) { return last }
+            usleep(100_000)
+        }
+        Issue.record("job \(job) never reached \(states); last: \(last)")
+        return last
+    }
+
+    @Test("fake GPUs: a job runs and succeeds; inference preempts training; cancel stops a process; all audited")
+    func jobsRun() async throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let server = try TestServer(
+            data: scratch.path + "/data", environment: ["CADUCEUS_FAKE_GPUS": "2", "CADUCEUS_STOP_GRACE_SECONDS": "1"])
+        defer { server.stop() }
+        let session = CLISession(scratch: scratch, server: server)
+        try session.logInAdmin()
+        let tenant = try session.id(["tenant", "create", "st-marys"], as: "admin")
+        let project = try session.id(["project", "create", "--tenant", tenant, "radiology"], as: "admin")
+        try session.person("rita", role: "researcher", scope: "project:\(tenant)/\(project)")
+
+        // This machine registered itself with its two fake GPUs; the platform admin gives it to the tenant.
+        let nodes = try session.json(["node", "list"], as: "admin")
+        let local = try #require((nodes["items"] as? [[String: Any]])?.first)
+        let node = try #require(local["id"] as? String)
+        let gpus = try #require(local["gpus"] as? [[String: Any]])
+        #expect(gpus.count == 2 && gpus.allSatisfy { ($0["uuid"] as? String)?.hasPrefix("FAKE-") == true })
+        _ = try session.json(["node", "assign", node, "--tenant", tenant], as: "admin")
+        #expect(try session.json(["node", "activate", node], as: "admin")["state"] as? String == "available")
+
+        // A job runs as a process with its GPUs and IDs in its environment, and succeeds.
+        let submit = ["job", "submit", "--project", project]
+        let hello = try session.id(
+            submit + [
+                "--class", "batch", "--gpus-per-node", "1", "--", "/bin/sh", "-c", #"echo "hi $CUDA_VISIBLE_DEVICES""#,
+            ],
+            as: "rita")
+        let done = try wait(for: hello, in: ["succeeded", "failed"], session, as: "rita")
+        #expect(done["state"] as? String == "succeeded", "\(done)")
+
+        // Training holds both GPUs; inference needs them: training is preempted and requeued, inference runs.
+        let training = try session.id(
+            submit + ["--class", "training", "--gpus-per-node", "2", "--preemptible", "--", "/bin/sleep", "300"],
+            as: "rita")
+        _ = try wait(for: training, in: ["running"], session, as: "rita")
+        let inference = try session.id(
+            submit + ["--class", "inference", "--gpus-per-node", "2", "--", "/bin/sh", "-c", "sleep 1"], as: "rita")
+        let served = try wait(for: inference, in: ["succeeded", "failed"], session, as: "rita")
+        #expect(served["state"] as? String == "succeeded", "\(served)")
+        // The training job runs again once the inference job's GPUs are scrubbed; then it is cancelled.
+        let rerun = try wait(for: training, in: ["running"], session, as: "rita")
+        #expect(rerun["preemptions"] as? Int == 1, "\(rerun)")
+        #expect(try session.json(["job", "cancel", training], as: "rita")["state"] as? String == "cancelled")
+        let deadline = Date().addingTimeInterval(10)
+        while Self.processes(ofJob: training) > 0 && Date() < deadline { usleep(100_000) }
+        #expect(Self.processes(ofJob: training) == 0, "the cancelled job's process is still running")
+
+        server.stop()
+        let events = try session.verifiedAuditEvents()
+        for action in ["node.register", "job.start", "job.succeed", "job.requeue", "gpu.scrub", "job.cancel"] {
+            #expect(events.contains(#""action":"\#(action)""#), "\(action)")
+        }
+    }
+
+    /// Live processes carrying the job's ID in their environment.
+    static func processes(ofJob job: String) -> Int {
+        let marker = "CADUCEUS_JOB_ID=\(job)"
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return pids.filter { pid in
+            guard Int(pid) != nil, let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ"),
+                let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), !stat.contains(") Z ")
+            else { return false }
+            return environ.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == marker }
+        }.count
+    }
+}
