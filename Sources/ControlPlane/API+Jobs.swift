@@ -130,3 +130,19 @@ public struct JobWhyView: Codable, Sendable, Equatable {
     /// The structured reason it waits, once the scheduler has considered it.
     public var detail: PendingReason?
 }
+
+/// A piece of a job's log.
+public struct JobLogView: Codable, Sendable, Equatable {
+    public var job: JobID
+    /// `stdout` or `stderr`.
+    public var stream: String
+    /// Where this piece starts, and where the next one does.
+    public var offset: Int
+    public var nextOffset: Int
+    /// The log's size now.
+    public var size: Int
+    /// The bytes, as UTF-8 text.
+    public var text: String
+    /// Whether the job has ended and this piece reaches the end of its log.
+    public var complete: Bool
+}

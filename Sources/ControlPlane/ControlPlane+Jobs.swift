@@ -3,6 +3,7 @@ import CaduceusCore
 import Identity
 import Logging
 import Scheduling
+import Synchronization
 
 /// Jobs: researchers and services submit, read and cancel them in their projects; a job that could never
 /// run is refused at submission with the reason, and `why` says in words why a job waits.
@@ -86,6 +87,28 @@ extension ControlPlane {
         }
         await reschedule(after: request)
         return view(job, for: principal)
+    }
+
+    /// A piece of a job's output (it may hold PHI: only its project's people and services read it, and every
+    /// read is audited).
+    public func jobLogs(
+        _ request: RequestInfo, _ id: JobID, stderr: Bool, offset: Int, limit: Int
+    ) async throws -> JobLogView {
+        let (job, decision, subject) = try await authorizeJob(request, id, "job.logs", .jobInspect)
+        guard offset >= 0, (1...1 << 20).contains(limit) else {
+            try await auditFailure(request, subject, Failure.invalid("offset"))
+            throw Failure.invalid("offset must be 0 or more and limit 1 to 1048576")
+        }
+        let runner = self.runner.withLock { $0 }
+        return try await read(request, subject, decision: decision) { _ in
+            let chunk = await runner?.readLog(id, stderr: stderr, from: offset, limit: limit)
+            let bytes = chunk?.bytes ?? []
+            let size = chunk?.size ?? 0
+            let next = min(size, offset) + bytes.count
+            return JobLogView(
+                job: id, stream: stderr ? "stderr" : "stdout", offset: offset, nextOffset: next, size: size,
+                text: String(decoding: bytes, as: UTF8.self), complete: job.state.isFinal && next >= size)
+        }
     }
 
     /// Says why a job is where it is: for a waiting job, the scheduler's reason in plain words.

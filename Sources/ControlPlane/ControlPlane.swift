@@ -3,6 +3,7 @@ import CaduceusCore
 import Identity
 import Logging
 import Scheduling
+import Synchronization
 
 /// Settings of the control plane that use cases need.
 public struct ControlPlaneSettings: Sendable {
@@ -31,6 +32,8 @@ public final class ControlPlane: Sendable {
     let totpBox: SecretBox
     let settings: ControlPlaneSettings
     let sessions = SessionCache()
+    /// The runner jobs run through, once `runJobs` started.
+    let runner = Mutex<(any JobRunner)?>(nil)
     let logger: Logger
 
     /// Creates the control plane over its stores and audit trail.
@@ -180,6 +183,7 @@ extension ControlPlane {
         let execution = ExecutionService(
             runner: runner, scheduling: scheduling, fleet: fleet, audit: audit, clock: clock, logger: logger)
         scheduling.whenCommitted { execution.kick() }
+        self.runner.withLock { $0 = runner }
         execution.kick()
         await withTaskCancellationHandler {
             await execution.run()

@@ -18,6 +18,9 @@ public protocol JobRunner: Sendable {
     func launch(_ launch: JobLaunch, reporter: any JobReporter) async
     /// Stops a launched job (SIGTERM, then SIGKILL after a grace period).
     func stop(_ key: LaunchKey, reason: JobStopReason) async
+    /// Up to `limit` bytes of a job's standard output (or error) from `offset`, with the log's size; nil when
+    /// this runner holds no log of the job.
+    func readLog(_ job: JobID, stderr: Bool, from offset: Int, limit: Int) async -> (bytes: [UInt8], size: Int)?
     /// Kills whatever is left of a job this runner no longer tracks (after a restart) and erases its
     /// scratch; returns the processes killed.
     func reclaim(_ job: JobID) async -> Int

@@ -73,6 +73,9 @@ extension APIRoutes {
         .init(
             method: .get, path: "/v1/jobs/{id}/why", summary: "Why a job waits, in plain words",
             access: .permission(.jobRead)),
+        .init(
+            method: .get, path: "/v1/jobs/{id}/logs", summary: "A piece of a job's output (from offset, up to limit)",
+            access: .permission(.jobInspect), filters: ["stream", "offset", "limit"]),
     ]
 }
 
@@ -207,6 +210,20 @@ extension RouteHandlers {
         }
         authed.get("/jobs/:id/why") { [plane] _, context in
             try JSONBody.response(try await plane.whyJob(context.info, try Self.id(JobID.self, context)))
+        }
+        authed.get("/jobs/:id/logs") { [plane] request, context in
+            let query = request.uri.queryParameters
+            let stream = query.get("stream").map { String($0) } ?? "stdout"
+            guard stream == "stdout" || stream == "stderr" else { throw Failure.invalid("stream: stdout or stderr") }
+            func number(_ name: String, _ fallback: Int) throws -> Int {
+                guard let text = query.get(name) else { return fallback }
+                guard let value = Int(text) else { throw Failure.invalid("\(name): not a whole number") }
+                return value
+            }
+            return try JSONBody.response(
+                try await plane.jobLogs(
+                    context.info, try Self.id(JobID.self, context), stderr: stream == "stderr",
+                    offset: try number("offset", 0), limit: try number("limit", 65_536)))
         }
     }
 

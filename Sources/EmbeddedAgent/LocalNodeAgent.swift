@@ -54,6 +54,11 @@ public final class LocalNodeAgent: JobRunner {
         await executor.stop(key.job, reason: reason == .cancelled ? .cancelled : .preempted)
     }
 
+    public func readLog(_ job: JobID, stderr: Bool, from offset: Int, limit: Int) async -> (bytes: [UInt8], size: Int)?
+    {
+        executor.readLog(job, stderr: stderr, from: offset, limit: limit)
+    }
+
     public func reclaim(_ job: JobID) async -> Int {
         executor.reclaim(job)
     }

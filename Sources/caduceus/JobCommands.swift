@@ -64,7 +64,7 @@ struct QuotaCommand: AsyncParsableCommand {
 struct JobCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "job", abstract: "Jobs: submit, list, show, cancel, and ask why one waits.",
-        subcommands: [Submit.self, List.self, Show.self, Cancel.self, Why.self])
+        subcommands: [Submit.self, List.self, Show.self, Cancel.self, Why.self, Logs.self])
 
     static let columns = ["id", "project", "class", "gpus", "state", "submitted", "reason"]
     static func row(_ job: JobView) -> [String] {
@@ -172,6 +172,30 @@ struct JobCommand: AsyncParsableCommand {
         func run() async throws {
             try await callAPI(client, .GET, "/v1/jobs/\(try typedID(JobID.self, id))/why", as: JobWhyView.self) {
                 (["job", "state", "why"], [[$0.job.rawValue, $0.state.rawValue, $0.reason]])
+            }
+        }
+    }
+
+    struct Logs: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a job's output; with --follow, keep printing until the job ends.")
+        @OptionGroup var client: ClientOptions
+        @Argument(help: "The job's ID.") var id: String
+        @Flag(help: "Standard error instead of standard output.") var stderr = false
+        @Flag(help: "Keep printing new output until the job has ended.") var follow = false
+
+        func run() async throws {
+            let job = try typedID(JobID.self, id)
+            let api = try client.client()
+            defer { Task { await api.shutdown() } }
+            var offset = 0
+            while true {
+                let path = "/v1/jobs/\(job)/logs?stream=\(stderr ? "stderr" : "stdout")&offset=\(offset)&limit=262144"
+                let piece = try await api.get(path, as: JobLogView.self)
+                if !piece.text.isEmpty { StandardStreams.write(Array(piece.text.utf8)) }
+                offset = piece.nextOffset
+                if piece.complete || (!follow && offset >= piece.size) { return }
+                if offset >= piece.size { try await Task.sleep(for: .milliseconds(500)) }
             }
         }
     }

@@ -50,11 +50,16 @@ struct ExecutionEndToEndTests {
             as: "rita")
         let done = try wait(for: hello, in: ["succeeded", "failed"], session, as: "rita")
         #expect(done["state"] as? String == "succeeded", "\(done)")
+        let logs = try session.run(["job", "logs", hello], as: "rita")
+        #expect(logs.status == 0 && logs.text.hasPrefix("hi FAKE-"), "\(logs.text) \(logs.stderr)")
+        #expect(try session.run(["job", "logs", hello], as: "admin").status != 0, "the platform admin reads no output")
 
         // Training holds both GPUs; inference needs them: training is preempted and requeued, inference runs.
         let training = try session.id(
-            submit + ["--class", "training", "--gpus-per-node", "2", "--preemptible", "--", "/bin/sleep", "300"],
-            as: "rita")
+            submit + [
+                "--class", "training", "--gpus-per-node", "2", "--preemptible", "--", "/bin/sh", "-c",
+                "echo started; exec sleep 300",
+            ], as: "rita")
         _ = try wait(for: training, in: ["running"], session, as: "rita")
         let inference = try session.id(
             submit + ["--class", "inference", "--gpus-per-node", "2", "--", "/bin/sh", "-c", "sleep 1"], as: "rita")
@@ -62,15 +67,22 @@ struct ExecutionEndToEndTests {
         #expect(served["state"] as? String == "succeeded", "\(served)")
         // The training job runs again once the inference job's GPUs are scrubbed; then it is cancelled.
         let rerun = try wait(for: training, in: ["running"], session, as: "rita")
+        // Following the log of a running job prints what it wrote, and returns once it ends.
+        let login = ["CADUCEUS_LOGIN_FILE": scratch.path + "/rita.json"]
+        let follower = Task { try CLI.run(["job", "logs", training, "--follow"], environment: login) }
         #expect(rerun["preemptions"] as? Int == 1, "\(rerun)")
         #expect(try session.json(["job", "cancel", training], as: "rita")["state"] as? String == "cancelled")
+        let followed = try await follower.value
+        #expect(followed.status == 0 && followed.text == "started\nstarted\n", "\(followed.text) \(followed.stderr)")
         let deadline = Date().addingTimeInterval(10)
         while Self.processes(ofJob: training) > 0 && Date() < deadline { usleep(100_000) }
         #expect(Self.processes(ofJob: training) == 0, "the cancelled job's process is still running")
 
         server.stop()
         let events = try session.verifiedAuditEvents()
-        for action in ["node.register", "job.start", "job.succeed", "job.requeue", "gpu.scrub", "job.cancel"] {
+        for action in [
+            "node.register", "job.start", "job.succeed", "job.requeue", "gpu.scrub", "job.cancel", "job.logs",
+        ] {
             #expect(events.contains(#""action":"\#(action)""#), "\(action)")
         }
     }

@@ -219,7 +219,8 @@ struct RouteRoleMatrixTests {
                 route.path, projectScope, #"{"project":"\#(project)","class":"batch","gpusPerNode":1,"command":"true"}"#
             )
         case (.get, "/v1/jobs"): return ("/v1/jobs?project=\(project)", projectScope, nil)
-        case (.get, "/v1/jobs/{id}"), (.post, "/v1/jobs/{id}/cancel"), (.get, "/v1/jobs/{id}/why"):
+        case (.get, "/v1/jobs/{id}"), (.post, "/v1/jobs/{id}/cancel"), (.get, "/v1/jobs/{id}/why"),
+            (.get, "/v1/jobs/{id}/logs"):
             return (route.path.replacingOccurrences(of: "{id}", with: job.rawValue), projectScope, nil)
         default: return nil
         }
