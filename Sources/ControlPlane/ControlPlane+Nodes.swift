@@ -96,6 +96,22 @@ extension ControlPlane {
         }
     }
 
+    /// A node's sanitisations, newest records included as soon as they are written.
+    public func listSanitizations(
+        _ request: RequestInfo, _ id: NodeID, after cursor: String?, limit: Int
+    ) async throws -> ListResponse<SanitizationEntry> {
+        let node = try await fleet.node(id: id)
+        let tenant = node?.lifecycle.tenant
+        let subject = AuditRecorder.Subject(
+            action: "node.sanitization.list", resourceType: "node", resourceID: id.rawValue, tenant: tenant)
+        let decision = try await authorize(request, .fleetRead, in: tenant.map { .tenant($0) } ?? .platform, subject)
+        return try await read(request, subject, decision: decision) { [fleet] _ in
+            guard node != nil else { throw Failure.notFound("node \(id)") }
+            let page = try await fleet.sanitizations(of: id, after: cursor, limit: limit)
+            return ListResponse(items: page.items, next: page.next)
+        }
+    }
+
     /// Applies one lifecycle event to a node, with what it entails, and reschedules.
     private func changeNode(
         _ request: RequestInfo, _ id: NodeID, _ action: String, _ event: NodeLifecycle.Event

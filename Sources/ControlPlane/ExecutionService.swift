@@ -73,6 +73,13 @@ final class ExecutionService: JobReporter, Sendable {
                 let state = jobs.first { $0.id == key.job }?.state
                 await runner.stop(key, reason: state == .pending || state == .preempting ? .preempted : .cancelled)
             }
+            for (node, _) in try await fleet.activeNodes()
+            where node.lifecycle.state == .sanitizing && runner.serves(node: node.id) {
+                guard let result = await runner.sanitize(node: node.id, reporter: self), result.succeeded else {
+                    continue
+                }
+                try await completeSanitization(of: node.id, result)
+            }
         } catch {
             logger.error("reconciling jobs with the runner failed", metadata: ["error": "\(error)"])
         }
@@ -150,6 +157,36 @@ final class ExecutionService: JobReporter, Sendable {
                     "node": "\(report.node)", "gpu": "\(report.gpuUUID)", "failure": "\(report.failure ?? "unknown")",
                 ])
         }
+    }
+
+    /// Records a node's sanitisation: the lifecycle takes the record and the node serves its next tenant.
+    private func completeSanitization(of id: NodeID, _ result: NodeSanitization) async throws {
+        let now = clock.now()
+        let done = try await scheduling.update { [self] scheduler, tx in
+            guard var node = try await tx.node(id: id), node.lifecycle.state == .sanitizing else { return false }
+            let record = SanitizationRecord(
+                id: .generate(), node: id, previousTenant: node.lifecycle.heldWorkOf, completedAt: now,
+                gpuMemoryScrubbed: result.succeeded, scratchErased: true)
+            _ = try node.lifecycle.handle(.sanitized(record), jobsOnNode: scheduler.jobs(on: id).count)
+            try await tx.updateNode(node)
+            try await tx.insertSanitization(
+                SanitizationEntry(
+                    record: record,
+                    gpus: result.scrubs.map {
+                        SanitizedGPU(
+                            uuid: $0.gpuUUID, bytesOverwritten: $0.bytesOverwritten, bytesVerified: $0.bytesVerified,
+                            passed: $0.succeeded)
+                    }, scratchFilesErased: result.scratchFilesErased))
+            try await SchedulingService.sync(node, in: tx, into: &scheduler)
+            try await audit.record(
+                RequestInfo(requestID: .generate()),
+                AuditRecorder.Subject(
+                    action: "node.sanitize", resourceType: "node", resourceID: id.rawValue,
+                    tenant: record.previousTenant),
+                outcome: .success, actorOverride: (id.rawValue, "node"))
+            return true
+        }
+        if done { try await scheduling.pass() }
     }
 
     /// Ends a running run: succeeded or failed, its GPUs back to the scheduler, audited; then a pass.

@@ -21,6 +21,9 @@ public protocol JobRunner: Sendable {
     /// Up to `limit` bytes of a job's standard output (or error) from `offset`, with the log's size; nil when
     /// this runner holds no log of the job.
     func readLog(_ job: JobID, stderr: Bool, from offset: Int, limit: Int) async -> (bytes: [UInt8], size: Int)?
+    /// Sanitises a node whose work has all left it: scrubs every GPU (reporting each) and erases its local
+    /// scratch. Nil when it cannot yet (a GPU is still held) or does not serve the node.
+    func sanitize(node: NodeID, reporter: any JobReporter) async -> NodeSanitization?
     /// Kills whatever is left of a job this runner no longer tracks (after a restart) and erases its
     /// scratch; returns the processes killed.
     func reclaim(_ job: JobID) async -> Int
@@ -133,5 +136,21 @@ public struct GPUScrubReport: Hashable, Sendable {
         self.succeeded = succeeded
         self.failure = failure
         self.fake = fake
+    }
+}
+
+/// What a runner did to sanitise a node.
+public struct NodeSanitization: Hashable, Sendable {
+    /// Each GPU's scrub.
+    public var scrubs: [GPUScrubReport]
+    /// Files overwritten and removed from the node's scratch.
+    public var scratchFilesErased: Int
+    /// Whether every GPU's scrub passed and the scratch is gone.
+    public var succeeded: Bool
+
+    public init(scrubs: [GPUScrubReport], scratchFilesErased: Int, succeeded: Bool) {
+        self.scrubs = scrubs
+        self.scratchFilesErased = scratchFilesErased
+        self.succeeded = succeeded
     }
 }

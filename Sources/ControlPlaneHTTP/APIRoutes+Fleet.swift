@@ -34,6 +34,9 @@ extension APIRoutes {
             filters: ["tenant"]),
         .init(method: .get, path: "/v1/nodes/{id}", summary: "Show a node", access: .permission(.fleetRead)),
         .init(
+            method: .get, path: "/v1/nodes/{id}/sanitization-records",
+            summary: "A node's sanitisations (GPUs scrubbed, scratch erased)", access: .permission(.fleetRead)),
+        .init(
             method: .post, path: "/v1/nodes/{id}/activate", summary: "Put a registered node into service",
             access: .permission(.fleetManage)),
         .init(
@@ -146,6 +149,12 @@ extension RouteHandlers {
         }
         authed.get("/nodes/:id") { [plane] _, context in
             try JSONBody.response(try await plane.showNode(context.info, try Self.id(NodeID.self, context)))
+        }
+        authed.get("/nodes/:id/sanitization-records") { [plane] request, context in
+            let page = try JSONBody.page(request)
+            return try JSONBody.response(
+                try await plane.listSanitizations(
+                    context.info, try Self.id(NodeID.self, context), after: page.after, limit: page.limit))
         }
         let actions: [(String, @Sendable (ControlPlane) -> (RequestInfo, NodeID) async throws -> NodeView)] = [
             ("activate", { $0.activateNode }), ("cordon", { $0.cordonNode }), ("uncordon", { $0.uncordonNode }),

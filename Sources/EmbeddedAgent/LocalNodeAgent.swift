@@ -59,6 +59,22 @@ public final class LocalNodeAgent: JobRunner {
         executor.readLog(job, stderr: stderr, from: offset, limit: limit)
     }
 
+    public func sanitize(node: NodeID, reporter: any JobReporter) async -> NodeSanitization? {
+        guard node == self.node else { return nil }
+        let outcome: GPUScrubOutcome
+        do {
+            outcome = try await gpus.sanitize(reason: .tenantChange)
+        } catch {
+            // A GPU is still held or being scrubbed: the end of that job brings another try.
+            return nil
+        }
+        for record in outcome.records { await reporter.scrubbed(Self.report(record)) }
+        let erased = executor.eraseAllScratch()
+        return NodeSanitization(
+            scrubs: outcome.records.map(Self.report), scratchFilesErased: erased,
+            succeeded: outcome.alert == nil && !outcome.records.isEmpty)
+    }
+
     public func reclaim(_ job: JobID) async -> Int {
         executor.reclaim(job)
     }

@@ -104,6 +104,17 @@ enum Migrations {
                 "CREATE INDEX jobs_project ON jobs (project_id, id)",
                 "CREATE INDEX jobs_state ON jobs (state)",
             ]),
+        Migration(
+            version: 3, name: "sanitization-records",
+            statements: [
+                """
+                CREATE TABLE sanitization_records (
+                    id TEXT PRIMARY KEY, node_id TEXT NOT NULL REFERENCES nodes(id),
+                    previous_tenant_id TEXT REFERENCES tenants(id), completed_at BIGINT NOT NULL,
+                    gpu_memory_scrubbed INTEGER NOT NULL, scratch_erased INTEGER NOT NULL, details TEXT NOT NULL)
+                """,
+                "CREATE INDEX sanitization_records_node ON sanitization_records (node_id, id)",
+            ]),
     ]
 
     /// Applies every migration not yet applied; returns the versions applied now.

@@ -196,6 +196,36 @@ public final class SQLFleetStore: FleetStore {
         }
     }
 
+    public func insertSanitization(_ entry: SanitizationEntry) async throws {
+        let details = try SQLIdentityStore.json(entry)
+        let record = entry.record
+        try await run { db in
+            try await db.raw(
+                """
+                INSERT INTO sanitization_records (id, node_id, previous_tenant_id, completed_at, gpu_memory_scrubbed,
+                    scratch_erased, details)
+                VALUES (\(bind: record.id.rawValue), \(bind: record.node.rawValue), \(bind: record.previousTenant?.rawValue),
+                    \(bind: record.completedAt.millisecondsSinceEpoch), \(bind: record.gpuMemoryScrubbed ? 1 : 0),
+                    \(bind: record.scratchErased ? 1 : 0), \(bind: details))
+                """
+            ).run()
+        }
+    }
+
+    public func sanitizations(
+        of node: NodeID, after cursor: String?, limit: Int
+    ) async throws -> Page<SanitizationEntry> {
+        try await run { db in
+            let rows = try await db.raw(
+                """
+                SELECT details FROM sanitization_records WHERE node_id = \(bind: node.rawValue)
+                    AND id > \(bind: cursor ?? "") ORDER BY id LIMIT \(bind: limit + 1)
+                """
+            ).all().map { try Self.decodeJSON(SanitizationEntry.self, $0, "details") }
+            return SQLIdentityStore.page(rows, limit: limit, id: \.record.id.rawValue)
+        }
+    }
+
     public func activeNodes() async throws -> [(node: NodeRecord, residency: Residency)] {
         try await run { db in
             try await db.raw(

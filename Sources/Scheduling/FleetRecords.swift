@@ -151,3 +151,36 @@ public struct JobFilter: Sendable, Equatable {
         self.state = state
     }
 }
+
+/// A node's sanitisation as kept: the record the lifecycle accepted, and what was scrubbed and erased.
+public struct SanitizationEntry: Sendable, Equatable, Codable {
+    /// The record.
+    public var record: SanitizationRecord
+    /// Each GPU's scrub.
+    public var gpus: [SanitizedGPU]
+    /// Files overwritten and removed from the node's job scratch folders.
+    public var scratchFilesErased: Int
+
+    /// Creates an entry.
+    public init(record: SanitizationRecord, gpus: [SanitizedGPU], scratchFilesErased: Int) {
+        self.record = record
+        self.gpus = gpus
+        self.scratchFilesErased = scratchFilesErased
+    }
+}
+
+/// One GPU's part in a sanitisation.
+public struct SanitizedGPU: Sendable, Equatable, Codable {
+    public var uuid: String
+    public var bytesOverwritten: UInt64
+    public var bytesVerified: UInt64
+    public var passed: Bool
+
+    /// Creates a GPU's part.
+    public init(uuid: String, bytesOverwritten: UInt64, bytesVerified: UInt64, passed: Bool) {
+        self.uuid = uuid
+        self.bytesOverwritten = bytesOverwritten
+        self.bytesVerified = bytesVerified
+        self.passed = passed
+    }
+}

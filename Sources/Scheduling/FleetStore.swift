@@ -31,6 +31,11 @@ public protocol FleetStore: Sendable {
     /// Every node that is not retired, with the residency of its region (for the scheduler at start).
     func activeNodes() async throws -> [(node: NodeRecord, residency: Residency)]
 
+    /// Keeps a node's sanitisation.
+    func insertSanitization(_ entry: SanitizationEntry) async throws
+    /// A node's sanitisations.
+    func sanitizations(of node: NodeID, after cursor: String?, limit: Int) async throws -> Page<SanitizationEntry>
+
     // Quotas
     func setQuota(_ quota: QuotaRecord) async throws
     func quota(project: ProjectID) async throws -> QuotaRecord?

@@ -9,7 +9,7 @@ struct NodeCommand: AsyncParsableCommand {
         commandName: "node", abstract: "GPU nodes: register, assign to a tenant, and move through their lifecycle.",
         subcommands: [
             Create.self, List.self, Show.self, Activate.self, Cordon.self, Uncordon.self, Drain.self, Assign.self,
-            Retire.self,
+            Retire.self, SanitizationRecords.self,
         ])
 
     static let columns = ["name", "id", "state", "tenant", "gpus", "jobs", "next tenant"]
@@ -122,6 +122,35 @@ struct NodeAction: ParsableArguments {
     func run(_ verb: String) async throws {
         try await callAPI(client, .POST, "/v1/nodes/\(try typedID(NodeID.self, id))/\(verb)", as: NodeView.self) {
             (NodeCommand.columns, [NodeCommand.row($0)])
+        }
+    }
+}
+
+extension NodeCommand {
+    struct SanitizationRecords: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "sanitization-records",
+            abstract: "List a node's sanitisations (GPUs scrubbed, scratch erased).")
+        @OptionGroup var client: ClientOptions
+        @Argument(help: "The node's ID.") var id: String
+        @Option(help: "Start after this record ID.") var after: String?
+        @Option(help: "At most this many.") var limit: Int?
+
+        func run() async throws {
+            let path =
+                "/v1/nodes/\(try typedID(NodeID.self, id))/sanitization-records" + query(after: after, limit: limit)
+            try await callAPI(client, .GET, path, as: ListResponse<SanitizationEntry>.self) { page in
+                (
+                    ["record", "completed", "previous tenant", "GPUs scrubbed", "scratch files erased"],
+                    page.items.map {
+                        [
+                            $0.record.id.rawValue, $0.record.completedAt.description,
+                            $0.record.previousTenant?.rawValue ?? "-",
+                            "\($0.gpus.filter(\.passed).count) of \($0.gpus.count)", "\($0.scratchFilesErased)",
+                        ]
+                    }
+                )
+            }
         }
     }
 }

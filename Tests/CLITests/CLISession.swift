@@ -9,7 +9,8 @@ struct CLISession {
 
     func run(_ args: [String], as who: String, input: String = "") throws -> CLI.Result {
         try CLI.run(
-            args, input: Data(input.utf8), environment: ["CADUCEUS_LOGIN_FILE": scratch.path + "/\(who).json"])
+            args, input: Data(input.utf8),
+            environment: ["CADUCEUS_LOGIN_FILE": scratch.path + "/\(who).json", "CADUCEUS_SERVER": server.url])
     }
 
     /// Runs a command with `--output json` and returns its object.

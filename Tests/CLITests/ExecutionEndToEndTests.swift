@@ -78,10 +78,43 @@ struct ExecutionEndToEndTests {
         while Self.processes(ofJob: training) > 0 && Date() < deadline { usleep(100_000) }
         #expect(Self.processes(ofJob: training) == 0, "the cancelled job's process is still running")
 
+        // A restart in the middle of a job: its process is lost, so it fails with the reason, and nothing of it
+        // is left running; it is never started twice.
+        let interrupted = try session.id(
+            submit + ["--class", "training", "--gpus-per-node", "1", "--", "/bin/sleep", "300"], as: "rita")
+        _ = try wait(for: interrupted, in: ["running"], session, as: "rita")
         server.stop()
-        let events = try session.verifiedAuditEvents()
+        let restarted = try TestServer(
+            data: server.data, environment: ["CADUCEUS_FAKE_GPUS": "2", "CADUCEUS_STOP_GRACE_SECONDS": "1"])
+        defer { restarted.stop() }
+        let after = CLISession(scratch: scratch, server: restarted)
+        let lost = try wait(for: interrupted, in: ["failed"], after, as: "rita")
+        #expect((lost["reason"] as? String)?.contains("restarted") == true, "\(lost)")
+        #expect(Self.processes(ofJob: interrupted) == 0)
+
+        // The node goes to another tenant only through sanitisation, which leaves a record.
+        let other = try after.id(["tenant", "create", "childrens"], as: "admin")
+        let moving = try after.json(["node", "assign", node, "--tenant", other], as: "admin")
+        #expect(moving["state"] as? String != "available" || moving["tenant"] as? String != other, "no shortcut")
+        let sanitised = Date().addingTimeInterval(30)
+        var moved: [String: Any] = [:]
+        while Date() < sanitised {
+            moved = try after.json(["node", "show", node], as: "admin")
+            if moved["state"] as? String == "available" && moved["tenant"] as? String == other { break }
+            usleep(100_000)
+        }
+        #expect(moved["state"] as? String == "available" && moved["tenant"] as? String == other, "\(moved)")
+        let records = try after.json(["node", "sanitization-records", node], as: "admin")
+        let record = try #require((records["items"] as? [[String: Any]])?.first)
+        #expect(((record["record"] as? [String: Any])?["previousTenant"] as? String) == tenant)
+        #expect((record["gpus"] as? [[String: Any]])?.count == 2)
+
+        restarted.stop()
+        let events = try after.verifiedAuditEvents()
         for action in [
             "node.register", "job.start", "job.succeed", "job.requeue", "gpu.scrub", "job.cancel", "job.logs",
+            "job.fail",
+            "node.sanitize",
         ] {
             #expect(events.contains(#""action":"\#(action)""#), "\(action)")
         }

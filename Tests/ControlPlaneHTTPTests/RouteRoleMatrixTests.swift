@@ -206,6 +206,8 @@ struct RouteRoleMatrixTests {
             return (route.path, .platform, #"{"name":"n\#(counter)","fabric":"\#(fabric)","gpus":[\#(gpu)]}"#)
         case (.get, "/v1/nodes"): return ("/v1/nodes?tenant=\(tenant)", .tenant(tenant), nil)
         case (.get, "/v1/nodes/{id}"): return ("/v1/nodes/\(node)", .tenant(tenant), nil)
+        case (.get, "/v1/nodes/{id}/sanitization-records"):
+            return ("/v1/nodes/\(node)/sanitization-records", .tenant(tenant), nil)
         case (.post, "/v1/nodes/{id}/assign"):
             return ("/v1/nodes/\(spare)/assign", .platform, #"{"tenant":"\#(tenant)"}"#)
         case (.post, let path) where path.hasPrefix("/v1/nodes/{id}/"):

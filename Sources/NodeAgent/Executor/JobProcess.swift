@@ -107,6 +107,15 @@ enum Spawn {
         @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) ->
         Int32
 
+    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later), found at run time.
+    static let addCloseFrom: AddCloseFrom? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np")
+        else { return nil }
+        return unsafeBitCast(symbol, to: AddCloseFrom.self)
+    }()
+
     /// glibc's `posix_spawn_file_actions_addchdir_np` (2.29 and later), found at run time.
     static let addChdir: AddChdir? = {
         guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addchdir_np")
@@ -151,10 +160,14 @@ enum Spawn {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, out[1], 1)
         posix_spawn_file_actions_adddup2(&actions, err[1], 2)
-        guard let addChdir, addChdir(&actions, directory) == 0 else {
+        // The job gets standard input, output and error and nothing else of this process: not its database,
+        // its audit log, its sockets or another job's pipes.
+        guard let addCloseFrom, addCloseFrom(&actions, 3) == 0, let addChdir, addChdir(&actions, directory) == 0 else {
             close(out[0])
             close(err[0])
-            throw CaduceusError(code: "executor.spawn", message: "this C library cannot set a child's directory")
+            throw CaduceusError(
+                code: "executor.spawn",
+                message: "this C library cannot close a child's descriptors or set its directory")
         }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -138,6 +138,20 @@ public final class LocalExecutor: Sendable {
         return killed
     }
 
+    /// Erases every job's scratch folder (a node changing tenant); returns the files erased.
+    public func eraseAllScratch() -> Int {
+        guard let directory = opendir(settings.root) else { return 0 }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        closedir(directory)
+        return names.reduce(0) { $0 + Files.erase(settings.root + "/" + $1 + "/scratch") }
+    }
+
     /// Up to `limit` bytes of a job's log from `offset`, and the log's size; nil when the job has no log.
     public func readLog(_ job: JobID, stderr: Bool, from offset: Int, limit: Int) -> (bytes: [UInt8], size: Int)? {
         let path = stderr ? logPaths(of: job).stderr : logPaths(of: job).stdout

@@ -141,3 +141,20 @@ final class LocalExecutorTests: Sendable {
         #expect(try String(contentsOfFile: outside + "/keep", encoding: .utf8) == "keep")
     }
 }
+
+extension LocalExecutorTests {
+    @Test func aJobInheritsNoDescriptorOfTheExecutor() async throws {
+        // A file this process holds open, without close-on-exec, must not reach the job.
+        let path = root + "-secret"
+        #expect(FileManager.default.createFile(atPath: path, contents: Data("secret".utf8)))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        let job = request("ls /proc/self/fd | sort -n | tr '\\n' ' '")
+        let result = await executor.run(job)
+        #expect(result.end == .exited(0))
+        // 0, 1, 2, and the descriptor ls opens to read the folder.
+        let listed = try log(job.job)
+        #expect(listed.split(separator: " ").count <= 4, "\(listed)")
+    }
+}
