@@ -120,6 +120,19 @@ struct ExecutionEndToEndTests {
         }
     }
 
+    @Test("bench executor prints submit-to-start figures and its executor-only reference")
+    func benchExecutor() throws {
+        let result = try CLI.run(["bench", "executor", "--jobs", "6", "--gpus", "2"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let figures = try #require(try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any])
+        for key in [
+            "submitToStartP50Milliseconds", "submitToStartP99Milliseconds", "jobsPerSecond",
+            "referenceExecutorStartP50Milliseconds",
+        ] {
+            #expect((figures[key] as? Double ?? 0) > 0, "\(key): \(figures)")
+        }
+    }
+
     /// Live processes carrying the job's ID in their environment.
     static func processes(ofJob job: String) -> Int {
         let marker = "CADUCEUS_JOB_ID=\(job)"
