@@ -15,6 +15,9 @@ public final class LocalNodeAgent: JobRunner {
     let executor: LocalExecutor
     let logger: Logger
     private let launches = Mutex<[LaunchKey: LaunchState]>([:])
+    /// Launches waiting for GPUs, woken whenever GPUs may have come free; `generation` counts the wake-ups so
+    /// that none is lost between a failed claim and the wait.
+    private let freed = Mutex<(generation: Int, waiters: [CheckedContinuation<Void, Never>])>((0, []))
 
     private struct LaunchState {
         var stop: JobStopReason?
@@ -68,6 +71,7 @@ public final class LocalNodeAgent: JobRunner {
             // A GPU is still held or being scrubbed: the end of that job brings another try.
             return nil
         }
+        wakeWaiters()
         for record in outcome.records { await reporter.scrubbed(Self.report(record)) }
         let erased = executor.eraseAllScratch()
         return NodeSanitization(
@@ -83,6 +87,7 @@ public final class LocalNodeAgent: JobRunner {
     public func prepare(reporter: any JobReporter) async {
         do {
             let outcome = try await gpus.sanitize(reason: .startup)
+            wakeWaiters()
             for record in outcome.records { await reporter.scrubbed(Self.report(record)) }
         } catch {
             logger.error("cannot scrub the GPUs at start-up", metadata: ["error": "\(error)"])
@@ -95,6 +100,7 @@ public final class LocalNodeAgent: JobRunner {
         let uuids = launch.gpus.map(\.uuid)
         // The GPUs may still hold the previous job's memory (being scrubbed) or the job's previous run.
         while true {
+            let generation = freed.withLock { $0.generation }
             if launches.withLock({ $0[launch.key]?.stop }) != nil {
                 return await end(launch, reporter, description: "stopped before it started")
             }
@@ -108,7 +114,7 @@ public final class LocalNodeAgent: JobRunner {
                     }
                 }
             }
-            try? await Task.sleep(for: .milliseconds(20))
+            await waitForFreedGPUs(since: generation)
         }
         guard await reporter.starting(launch) else {
             launches.withLock { _ = $0.removeValue(forKey: launch.key) }
@@ -131,6 +137,33 @@ public final class LocalNodeAgent: JobRunner {
         await scrub(job, reporter)
     }
 
+    /// Waits until GPUs may have come free after `generation` (at most a second, as a safety net).
+    private func waitForFreedGPUs(since generation: Int) async {
+        let timeout = Task { [self] in
+            try await Task.sleep(for: .seconds(1))
+            wakeWaiters()
+        }
+        await withCheckedContinuation { continuation in
+            let now = freed.withLock { state -> Bool in
+                guard state.generation == generation else { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+        timeout.cancel()
+    }
+
+    /// Wakes every launch waiting for GPUs.
+    private func wakeWaiters() {
+        let waiters = freed.withLock { state in
+            state.generation += 1
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
     private func end(_ launch: JobLaunch, _ reporter: any JobReporter, description: String) async {
         launches.withLock { _ = $0.removeValue(forKey: launch.key) }
         await reporter.ended(
@@ -141,6 +174,7 @@ public final class LocalNodeAgent: JobRunner {
 
     private func scrub(_ job: JobID, _ reporter: any JobReporter) async {
         let outcome = await gpus.jobEnded(job)
+        wakeWaiters()
         for record in outcome.records { await reporter.scrubbed(Self.report(record)) }
         if let alert = outcome.alert {
             logger.critical("GPU scrub failed", metadata: ["node": "\(node)", "alert": "\(alert.message)"])
