@@ -2,22 +2,10 @@ import CaduceusCore
 import Scheduling
 import Testing
 
-/// A small deterministic random source for property tests.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Random clusters and queues, driven through passes while every invariant is checked after each one.
 struct RandomWorld {
     var fixture: Fixture
-    var random: SplitMix64
+    var random: SeededRandom
     var nodeTenant: [NodeID: TenantID] = [:]
     var nodeModel: [NodeID: String] = [:]
     var nodeResidency: [NodeID: Residency] = [:]
@@ -29,7 +17,7 @@ struct RandomWorld {
 
     init(seed: UInt64, search: PlacementSearch) throws {
         fixture = Fixture(search: search)
-        random = SplitMix64(state: seed)
+        random = SeededRandom(seed: seed)
         let nodeCount = Int.random(in: 4...40, using: &random)
         for n in 0..<nodeCount {
             let tenant = Int.random(in: 0...3, using: &random)
