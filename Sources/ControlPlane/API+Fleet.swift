@@ -120,6 +120,9 @@ public struct NodeView: Codable, Sendable, Equatable {
     /// The jobs holding GPUs on it.
     public var jobs: [JobID]
     public var createdAt: Timestamp
+    /// Each GPU's last scrub since the control plane started (its agent scrubs all GPUs at start-up), by
+    /// GPU index; empty for nodes no agent of this control plane serves.
+    public var lastScrubs: [GPUScrubView] = []
 
     init(_ record: NodeRecord, jobs: [JobID]) {
         id = record.id
@@ -173,5 +176,30 @@ public struct QuotaView: Codable, Sendable, Equatable {
         inUseGPUs = inUse
         updatedAt = record?.updatedAt
         updatedBy = record?.updatedBy
+    }
+}
+
+/// One GPU's last memory scrub.
+public struct GPUScrubView: Codable, Sendable, Equatable {
+    public var index: Int
+    public var uuid: String
+    public var at: Timestamp
+    public var passed: Bool
+    public var bytesOverwritten: UInt64
+    public var bytesVerified: UInt64
+    public var seconds: Double
+    public var failure: String?
+    public var fake: Bool
+
+    init(_ report: GPUScrubReport, at time: Timestamp) {
+        index = report.gpuIndex
+        uuid = report.gpuUUID
+        at = time
+        passed = report.succeeded
+        bytesOverwritten = report.bytesOverwritten
+        bytesVerified = report.bytesVerified
+        seconds = report.seconds
+        failure = report.failure
+        fake = report.fake
     }
 }

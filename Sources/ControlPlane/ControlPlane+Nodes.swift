@@ -3,6 +3,7 @@ import CaduceusCore
 import Identity
 import Logging
 import Scheduling
+import Synchronization
 
 /// GPU nodes: registration, the lifecycle (activate, cordon, uncordon, drain, assign, retire) and reads.
 ///
@@ -90,9 +91,12 @@ extension ControlPlane {
         let subject = AuditRecorder.Subject(
             action: "node.show", resourceType: "node", resourceID: id.rawValue, tenant: tenant)
         let decision = try await authorize(request, .fleetRead, in: tenant.map { .tenant($0) } ?? .platform, subject)
+        let scrubs = lastScrubs.withLock { $0[id].map { Array($0.values) } ?? [] }.sorted { $0.index < $1.index }
         return try await read(request, subject, decision: decision) { [scheduling] _ in
             guard let node else { throw Failure.notFound("node \(id)") }
-            return NodeView(node, jobs: try await scheduling.snapshot().jobs(on: id))
+            var view = NodeView(node, jobs: try await scheduling.snapshot().jobs(on: id))
+            view.lastScrubs = scrubs
+            return view
         }
     }
 

@@ -34,6 +34,8 @@ public final class ControlPlane: Sendable {
     let sessions = SessionCache()
     /// The runner jobs run through, once `runJobs` started.
     let runner = Mutex<(any JobRunner)?>(nil)
+    /// Each GPU's last scrub, by node and GPU UUID, as the runner reported it.
+    let lastScrubs = Mutex<[NodeID: [String: GPUScrubView]]>([:])
     let logger: Logger
 
     /// Creates the control plane over its stores and audit trail.
@@ -181,7 +183,11 @@ extension ControlPlane {
     /// beside the API.
     public func runJobs(on runner: any JobRunner) async {
         let execution = ExecutionService(
-            runner: runner, scheduling: scheduling, fleet: fleet, audit: audit, clock: clock, logger: logger)
+            runner: runner, scheduling: scheduling, fleet: fleet, audit: audit, clock: clock, logger: logger
+        ) { [self] report in
+            let view = GPUScrubView(report, at: clock.now())
+            lastScrubs.withLock { $0[report.node, default: [:]][report.gpuUUID] = view }
+        }
         scheduling.whenCommitted { execution.kick() }
         self.runner.withLock { $0 = runner }
         execution.kick()

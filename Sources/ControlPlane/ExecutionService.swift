@@ -16,13 +16,16 @@ final class ExecutionService: JobReporter, Sendable {
     let audit: AuditRecorder
     let clock: any WallClock
     let logger: Logger
+    /// Called with every scrub report (the control plane keeps each GPU's last one for `node show`).
+    let onScrub: @Sendable (GPUScrubReport) -> Void
     private let kicks: AsyncStream<Void>.Continuation
     private let stream: AsyncStream<Void>
 
     init(
         runner: any JobRunner, scheduling: SchedulingService, fleet: any FleetStore, audit: AuditRecorder,
-        clock: any WallClock, logger: Logger
+        clock: any WallClock, logger: Logger, onScrub: @escaping @Sendable (GPUScrubReport) -> Void = { _ in }
     ) {
+        self.onScrub = onScrub
         self.runner = runner
         self.scheduling = scheduling
         self.fleet = fleet
@@ -125,6 +128,7 @@ final class ExecutionService: JobReporter, Sendable {
     }
 
     func scrubbed(_ report: GPUScrubReport) async {
+        onScrub(report)
         let details: JSONValue = .object([
             "gpu": .string(report.gpuUUID), "index": .integer(Int64(report.gpuIndex)),
             "bytesOverwritten": .integer(Int64(report.bytesOverwritten)),

@@ -12,11 +12,13 @@ struct NodeCommand: AsyncParsableCommand {
             Retire.self, SanitizationRecords.self,
         ])
 
-    static let columns = ["name", "id", "state", "tenant", "gpus", "jobs", "next tenant"]
+    static let columns = ["name", "id", "state", "tenant", "gpus", "jobs", "next tenant", "last scrubs"]
     static func row(_ node: NodeView) -> [String] {
-        [
+        let passed = node.lastScrubs.filter(\.passed).count
+        return [
             node.name, node.id.rawValue, node.state.rawValue, node.tenant?.rawValue ?? "",
             "\(node.gpuCount)× \(node.gpuModel)", "\(node.jobs.count)", node.nextTenant?.rawValue ?? "",
+            node.lastScrubs.isEmpty ? "" : "\(passed) of \(node.lastScrubs.count) passed",
         ]
     }
 

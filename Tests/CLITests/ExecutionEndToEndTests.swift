@@ -50,6 +50,11 @@ struct ExecutionEndToEndTests {
             as: "rita")
         let done = try wait(for: hello, in: ["succeeded", "failed"], session, as: "rita")
         #expect(done["state"] as? String == "succeeded", "\(done)")
+        // Its GPU was scrubbed after it (every GPU was at start-up); node show gives each GPU's last scrub.
+        let shown = try session.json(["node", "show", node], as: "admin")
+        let scrubs = try #require(shown["lastScrubs"] as? [[String: Any]])
+        #expect(scrubs.count == 2 && scrubs.allSatisfy { $0["passed"] as? Bool == true && $0["fake"] as? Bool == true })
+        #expect(scrubs.allSatisfy { ($0["bytesOverwritten"] as? Int ?? 0) > 0 })
         let logs = try session.run(["job", "logs", hello], as: "rita")
         #expect(logs.status == 0 && logs.text.hasPrefix("hi FAKE-"), "\(logs.text) \(logs.stderr)")
         #expect(try session.run(["job", "logs", hello], as: "admin").status != 0, "the platform admin reads no output")
