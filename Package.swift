@@ -146,6 +146,14 @@ let package = Package(
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "CaduceusCore"], swiftSettings: strict),
         .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "CaduceusCore"], swiftSettings: strict),
         .testTarget(
+            name: "EmbeddedAgentTests",
+            dependencies: [
+                "EmbeddedAgent", "NodeAgent", "ControlPlane", "CaduceusTesting", "CaduceusCore", "Scheduling",
+                "AuditLog", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "ControlPlaneTests",
             dependencies: [
                 "ControlPlane", "Persistence", "Identity", "AuditLog", "CaduceusCore", "CaduceusTesting",
