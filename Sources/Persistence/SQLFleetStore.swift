@@ -17,31 +17,12 @@ public final class SQLFleetStore: FleetStore {
     }
 
     func run<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        do {
-            if let lock { return try await lock.withLock { try await body(db) } }
-            return try await body(db)
-        } catch let error as CaduceusError {
-            throw error
-        } catch {
-            throw SQLIdentityStore.translate(error)
-        }
+        try await SQLTransaction.statement(db, lock: lock, body)
     }
 
     public func transaction<T: Sendable>(_ body: @Sendable (any FleetStore) async throws -> T) async throws -> T {
-        guard let lock else { return try await body(self) }
-        return try await lock.withLock {
-            let inner = SQLFleetStore(db: db, lock: nil)
-            try await db.raw("BEGIN").run()
-            do {
-                let result = try await body(inner)
-                try await db.raw("COMMIT").run()
-                return result
-            } catch {
-                try? await db.raw("ROLLBACK").run()
-                if let error = error as? CaduceusError { throw error }
-                throw SQLIdentityStore.translate(error)
-            }
-        }
+        try await SQLTransaction.run(
+            db, lock: lock, current: self as any FleetStore, inner: { [db] in SQLFleetStore(db: db, lock: nil) }, body)
     }
 
     // MARK: Regions, sites and fabrics

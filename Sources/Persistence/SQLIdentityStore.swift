@@ -22,14 +22,7 @@ public final class SQLIdentityStore: IdentityStore {
     }
 
     private func run<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        do {
-            if let lock { return try await lock.withLock { try await body(db) } }
-            return try await body(db)
-        } catch let error as CaduceusError {
-            throw error
-        } catch {
-            throw Self.translate(error)
-        }
+        try await SQLTransaction.statement(db, lock: lock, body)
     }
 
     static func translate(_ error: any Error) -> CaduceusError {
@@ -41,20 +34,9 @@ public final class SQLIdentityStore: IdentityStore {
     }
 
     public func transaction<T: Sendable>(_ body: @Sendable (any IdentityStore) async throws -> T) async throws -> T {
-        guard let lock else { return try await body(self) }
-        return try await lock.withLock {
-            let inner = SQLIdentityStore(db: db, lock: nil)
-            try await db.raw("BEGIN").run()
-            do {
-                let result = try await body(inner)
-                try await db.raw("COMMIT").run()
-                return result
-            } catch {
-                try? await db.raw("ROLLBACK").run()
-                if let error = error as? CaduceusError { throw error }
-                throw Self.translate(error)
-            }
-        }
+        try await SQLTransaction.run(
+            db, lock: lock, current: self as any IdentityStore, inner: { [db] in SQLIdentityStore(db: db, lock: nil) },
+            body)
     }
 
     // MARK: Users
