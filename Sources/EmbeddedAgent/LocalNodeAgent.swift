@@ -127,13 +127,15 @@ public final class LocalNodeAgent: JobRunner {
             arguments: launch.arguments, environment: launch.environment, gpuUUIDs: uuids,
             maxRuntimeSeconds: launch.maxRuntimeSeconds)
         let result = await executor.run(request)
-        launches.withLock { _ = $0.removeValue(forKey: launch.key) }
+        // The launch stays active until its end is recorded: a reconciliation in between must not take the
+        // job for one whose process was lost.
         await reporter.ended(
             launch,
             JobOutcome(
                 succeeded: result.end.succeeded, description: result.end.description,
                 outputBytes: result.stdoutBytes + result.stderrBytes, logsTruncated: result.truncated,
                 leftoversKilled: result.leftoversKilled))
+        launches.withLock { _ = $0.removeValue(forKey: launch.key) }
         await scrub(job, reporter)
     }
 
@@ -165,11 +167,11 @@ public final class LocalNodeAgent: JobRunner {
     }
 
     private func end(_ launch: JobLaunch, _ reporter: any JobReporter, description: String) async {
-        launches.withLock { _ = $0.removeValue(forKey: launch.key) }
         await reporter.ended(
             launch,
             JobOutcome(
                 succeeded: false, description: description, outputBytes: 0, logsTruncated: false, leftoversKilled: 0))
+        launches.withLock { _ = $0.removeValue(forKey: launch.key) }
     }
 
     private func scrub(_ job: JobID, _ reporter: any JobReporter) async {
