@@ -32,12 +32,7 @@ extension ControlPlane {
 
     /// Shows a region.
     public func showRegion(_ request: RequestInfo, _ id: RegionID) async throws -> RegionView {
-        let subject = AuditRecorder.Subject(action: "region.show", resourceType: "region", resourceID: id.rawValue)
-        let decision = try await authorize(request, .fleetRead, in: .platform, subject)
-        return try await read(request, subject, decision: decision) { [fleet] _ in
-            guard let region = try await fleet.region(id: id) else { throw Failure.notFound("region \(id)") }
-            return RegionView(region)
-        }
+        try await showPlace(request, "region", id, fetch: { try await $0.region(id: id) }, view: RegionView.init)
     }
 
     /// Creates a site in a region.
@@ -69,12 +64,7 @@ extension ControlPlane {
 
     /// Shows a site.
     public func showSite(_ request: RequestInfo, _ id: SiteID) async throws -> SiteView {
-        let subject = AuditRecorder.Subject(action: "site.show", resourceType: "site", resourceID: id.rawValue)
-        let decision = try await authorize(request, .fleetRead, in: .platform, subject)
-        return try await read(request, subject, decision: decision) { [fleet] _ in
-            guard let site = try await fleet.site(id: id) else { throw Failure.notFound("site \(id)") }
-            return SiteView(site)
-        }
+        try await showPlace(request, "site", id, fetch: { try await $0.site(id: id) }, view: SiteView.init)
     }
 
     /// Creates a fabric (an NVLink or InfiniBand domain) in a site.
@@ -106,11 +96,20 @@ extension ControlPlane {
 
     /// Shows a fabric.
     public func showFabric(_ request: RequestInfo, _ id: FabricID) async throws -> FabricView {
-        let subject = AuditRecorder.Subject(action: "fabric.show", resourceType: "fabric", resourceID: id.rawValue)
+        try await showPlace(request, "fabric", id, fetch: { try await $0.fabric(id: id) }, view: FabricView.init)
+    }
+
+    /// Shows a region, site or fabric: platform-wide `fleet.read`, audited, 404 when it does not exist.
+    private func showPlace<Record: Sendable, View: Sendable>(
+        _ request: RequestInfo, _ kind: String, _ id: some TypedID,
+        fetch: @escaping @Sendable (any FleetStore) async throws -> Record?,
+        view: @escaping @Sendable (Record) -> View
+    ) async throws -> View {
+        let subject = AuditRecorder.Subject(action: kind + ".show", resourceType: kind, resourceID: id.rawValue)
         let decision = try await authorize(request, .fleetRead, in: .platform, subject)
         return try await read(request, subject, decision: decision) { [fleet] _ in
-            guard let fabric = try await fleet.fabric(id: id) else { throw Failure.notFound("fabric \(id)") }
-            return FabricView(fabric)
+            guard let record = try await fetch(fleet) else { throw Failure.notFound("\(kind) \(id)") }
+            return view(record)
         }
     }
 

@@ -64,7 +64,7 @@ enum Report {
             ("notes", .array((inventory.notes + missing).map { .string($0) })),
             ("gpus", .array(results)),
         ])
-        print(document.document)
+        writeOutput(document.document)
         return failed ? 1 : 0
     }
 

@@ -16,7 +16,7 @@ do {
 }
 
 if options.command == .help {
-    print(Options.usage)
+    writeOutput(Options.usage)
     exit(0)
 }
 
@@ -31,7 +31,7 @@ func run(_ backend: some GPUBackend, _ options: Options) -> Int32 {
     let inventory = backend.discover()
     switch options.command {
     case .probe:
-        print(Report.probe(inventory).document)
+        writeOutput(Report.probe(inventory).document)
         return 0
     case .scrub:
         return Report.scrub(backend, inventory: inventory, options: options)
@@ -40,7 +40,22 @@ func run(_ backend: some GPUBackend, _ options: Options) -> Int32 {
     }
 }
 
-func writeError(_ text: String) {
+func writeError(_ text: String) { writeAll(2, text) }
+
+/// Writes a line of the tool's own output to standard output.
+func writeOutput(_ line: String) { writeAll(1, line + "\n") }
+
+/// Writes all of `text` to `descriptor`, however many writes it takes.
+func writeAll(_ descriptor: Int32, _ text: String) {
     var text = text
-    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    text.withUTF8 { bytes in
+        guard let base = bytes.baseAddress else { return }
+        var offset = 0
+        while offset < bytes.count {
+            let written = write(descriptor, base + offset, bytes.count - offset)
+            if written < 0 && errno == EINTR { continue }
+            if written <= 0 { return }
+            offset += written
+        }
+    }
 }
