@@ -113,6 +113,22 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "RemoteAgent",
+            dependencies: [
+                "CaduceusCore", "ControlPlane", "EmbeddedAgent", "NodeAgent", "Scheduling",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "X509", package: "swift-certificates"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "CaduceusTesting",
             dependencies: [
                 "AuditLog", "CaduceusCore", "ControlPlane", "Identity", "Persistence", "Scheduling",
@@ -130,8 +146,10 @@ let package = Package(
                 "EmbeddedAgent",
                 "Identity",
                 "NodeAgent",
+                "RemoteAgent",
                 "Scheduling",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -196,6 +214,9 @@ let package = Package(
             dependencies: [
                 "caduceus", "AuditLog", "CaduceusCore", "Identity", "Scheduling",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -117,6 +117,10 @@ public struct NodeView: Codable, Sendable, Equatable {
     public var lastSanitization: SanitizationID?
     /// Whether the scheduler may place work on it now.
     public var schedulable: Bool
+    /// Since when its remote agent has not answered (nil: it answers, or the node has no remote agent).
+    public var unreachableSince: Timestamp?
+    /// Its remote agent, if one has enrolled.
+    public var agent: AgentView?
     /// The jobs holding GPUs on it.
     public var jobs: [JobID]
     public var createdAt: Timestamp
@@ -137,7 +141,8 @@ public struct NodeView: Codable, Sendable, Equatable {
         nextTenant = record.lifecycle.nextTenant
         heldWorkOf = record.lifecycle.heldWorkOf
         lastSanitization = record.lifecycle.lastSanitization
-        schedulable = record.lifecycle.acceptsWork
+        schedulable = record.schedulable
+        unreachableSince = record.unreachableSince
         self.jobs = jobs
         createdAt = record.createdAt
     }
@@ -177,6 +182,18 @@ public struct QuotaView: Codable, Sendable, Equatable {
         updatedAt = record?.updatedAt
         updatedBy = record?.updatedBy
     }
+}
+
+/// A node's remote agent: where it enrolled from, its certificate, and whether it is connected now.
+public struct AgentView: Codable, Sendable, Equatable {
+    public var hostName: String?
+    public var enrolledAt: Timestamp?
+    public var certificateSerial: String?
+    public var certificateExpiresAt: Timestamp?
+    /// Whether it has synchronised with this control plane since it started and within the heartbeat timeout.
+    public var connected: Bool
+    /// When it was last heard from since this control plane started.
+    public var lastSeen: Timestamp?
 }
 
 /// One GPU's last memory scrub.

@@ -96,6 +96,7 @@ extension ControlPlane {
             guard let node else { throw Failure.notFound("node \(id)") }
             var view = NodeView(node, jobs: try await scheduling.snapshot().jobs(on: id))
             view.lastScrubs = scrubs
+            view.agent = try await self.agentView(id)
             return view
         }
     }

@@ -88,6 +88,9 @@ extension ControlPlane {
         -> (SessionCache.Entry, UserRecord)
     {
         switch token.kind {
+        case .join:
+            // A join token enrols a node agent; it is no bearer credential for the API.
+            throw Failure.unauthenticated("a join token is not an API credential")
         case .session:
             guard let session = try await store.session(digest: digest), session.endedAt == nil,
                 let user = try await store.user(id: session.user), !user.disabled

@@ -36,6 +36,8 @@ public final class ControlPlane: Sendable {
     let runner = Mutex<(any JobRunner)?>(nil)
     /// Each GPU's last scrub, by node and GPU UUID, as the runner reported it.
     let lastScrubs = Mutex<[NodeID: [String: GPUScrubView]]>([:])
+    /// The remote agents' runner and the CA that signs their certificates, once enabled.
+    let remote = Mutex<(agents: RemoteAgents, issuer: any NodeCertificateIssuer)?>(nil)
     let logger: Logger
 
     /// Creates the control plane over its stores and audit trail.

@@ -55,18 +55,21 @@ final class ExecutionService: JobReporter, Sendable {
         do {
             let jobs = try await fleet.unfinishedJobs()
             var wanted: [LaunchKey: JobRecord] = [:]
+            var nodes: [LaunchKey: NodeID] = [:]
             for job in jobs where job.state == .placed || job.state == .running {
                 guard let node = job.assignments.first?.node, runner.serves(node: node) else { continue }
                 wanted[LaunchKey(job: job.id, attempt: job.preemptions)] = job
+                nodes[LaunchKey(job: job.id, attempt: job.preemptions)] = node
             }
             let active = await runner.active()
             for (key, job) in wanted.sorted(by: { $0.key.description < $1.key.description })
             where !active.contains(key) {
+                guard let node = nodes[key] else { continue }
                 if job.state == .running {
-                    let killed = await runner.reclaim(job.id)
+                    let killed = await runner.reclaim(job.id, on: node)
                     try await finish(
                         key, succeeded: false,
-                        reason: "its process was lost when the control plane restarted"
+                        reason: "its process was lost when the control plane or its node agent restarted"
                             + (killed > 0 ? " (\(killed) leftover processes killed)" : ""))
                 } else if let launch = try await launch(for: job, key: key) {
                     await runner.launch(launch, reporter: self)
@@ -126,6 +129,8 @@ final class ExecutionService: JobReporter, Sendable {
         }
         kick()
     }
+
+    func changed() { kick() }
 
     func scrubbed(_ report: GPUScrubReport) async {
         onScrub(report)

@@ -1,7 +1,7 @@
 import CaduceusCore
 import Scheduling
 
-/// Where placed jobs run: the node agent of this machine in embedded mode; remote agents and Slurm later.
+/// Where placed jobs run: the node agent of this machine in embedded mode, remote node agents, Slurm later.
 ///
 /// The control plane tells a runner which jobs to launch and which to stop; the runner tells the control
 /// plane, through a `JobReporter`, when a job is about to start, when it ended, and how each GPU scrub went.
@@ -24,9 +24,9 @@ public protocol JobRunner: Sendable {
     /// Sanitises a node whose work has all left it: scrubs every GPU (reporting each) and erases its local
     /// scratch. Nil when it cannot yet (a GPU is still held) or does not serve the node.
     func sanitize(node: NodeID, reporter: any JobReporter) async -> NodeSanitization?
-    /// Kills whatever is left of a job this runner no longer tracks (after a restart) and erases its
-    /// scratch; returns the processes killed.
-    func reclaim(_ job: JobID) async -> Int
+    /// Kills whatever is left on `node` of a job this runner no longer tracks (after a restart) and erases
+    /// its scratch; returns the processes killed (a remote agent does it later and reports 0).
+    func reclaim(_ job: JobID, on node: NodeID) async -> Int
 }
 
 /// What a runner tells the control plane.
@@ -38,10 +38,12 @@ public protocol JobReporter: Sendable {
     func ended(_ launch: JobLaunch, _ outcome: JobOutcome) async
     /// A GPU was scrubbed (after a job, or to sanitise a node).
     func scrubbed(_ report: GPUScrubReport) async
+    /// Something changed on the runner's side (a node connected or sent a result): reconcile soon.
+    func changed()
 }
 
 /// One run of a job: its ID and how many times it had lost its GPUs before (each requeue is a new run).
-public struct LaunchKey: Hashable, Sendable, CustomStringConvertible {
+public struct LaunchKey: Hashable, Sendable, Codable, CustomStringConvertible {
     public var job: JobID
     public var attempt: Int
 
@@ -54,7 +56,7 @@ public struct LaunchKey: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// Everything a runner needs to start a job.
-public struct JobLaunch: Hashable, Sendable {
+public struct JobLaunch: Hashable, Sendable, Codable {
     public var key: LaunchKey
     public var tenant: TenantID
     public var project: ProjectID
@@ -83,12 +85,12 @@ public struct JobLaunch: Hashable, Sendable {
 }
 
 /// Why a runner stops a job.
-public enum JobStopReason: String, Sendable, Hashable {
+public enum JobStopReason: String, Sendable, Hashable, Codable {
     case cancelled, preempted
 }
 
 /// How a run ended, as the runner saw it.
-public struct JobOutcome: Hashable, Sendable {
+public struct JobOutcome: Hashable, Sendable, Codable {
     /// Whether the program exited with status 0.
     public var succeeded: Bool
     /// In words: "exited with status 3", "stopped after its maximum run time", "did not start: …".
@@ -109,7 +111,7 @@ public struct JobOutcome: Hashable, Sendable {
 }
 
 /// One GPU's scrub, for the audit trail.
-public struct GPUScrubReport: Hashable, Sendable {
+public struct GPUScrubReport: Hashable, Sendable, Codable {
     public var node: NodeID
     public var gpuUUID: String
     public var gpuIndex: Int
@@ -140,7 +142,7 @@ public struct GPUScrubReport: Hashable, Sendable {
 }
 
 /// What a runner did to sanitise a node.
-public struct NodeSanitization: Hashable, Sendable {
+public struct NodeSanitization: Hashable, Sendable, Codable {
     /// Each GPU's scrub.
     public var scrubs: [GPUScrubReport]
     /// Files overwritten and removed from the node's scratch.
@@ -152,5 +154,49 @@ public struct NodeSanitization: Hashable, Sendable {
         self.scrubs = scrubs
         self.scratchFilesErased = scratchFilesErased
         self.succeeded = succeeded
+    }
+}
+
+/// Several runners as one: each node is served by the first runner that serves it.
+public struct JobRunners: JobRunner {
+    let runners: [any JobRunner]
+
+    /// Combines `runners`, in order of precedence.
+    public init(_ runners: [any JobRunner]) { self.runners = runners }
+
+    public func serves(node: NodeID) -> Bool { runners.contains { $0.serves(node: node) } }
+
+    public func prepare(reporter: any JobReporter) async {
+        for runner in runners { await runner.prepare(reporter: reporter) }
+    }
+
+    public func active() async -> Set<LaunchKey> {
+        var all = Set<LaunchKey>()
+        for runner in runners { all.formUnion(await runner.active()) }
+        return all
+    }
+
+    public func launch(_ launch: JobLaunch, reporter: any JobReporter) async {
+        await runners.first { $0.serves(node: launch.node) }?.launch(launch, reporter: reporter)
+    }
+
+    public func stop(_ key: LaunchKey, reason: JobStopReason) async {
+        for runner in runners where await runner.active().contains(key) { await runner.stop(key, reason: reason) }
+    }
+
+    public func readLog(_ job: JobID, stderr: Bool, from offset: Int, limit: Int) async -> (bytes: [UInt8], size: Int)?
+    {
+        for runner in runners {
+            if let log = await runner.readLog(job, stderr: stderr, from: offset, limit: limit) { return log }
+        }
+        return nil
+    }
+
+    public func sanitize(node: NodeID, reporter: any JobReporter) async -> NodeSanitization? {
+        await runners.first { $0.serves(node: node) }?.sanitize(node: node, reporter: reporter)
+    }
+
+    public func reclaim(_ job: JobID, on node: NodeID) async -> Int {
+        await runners.first { $0.serves(node: node) }?.reclaim(job, on: node) ?? 0
     }
 }

@@ -1,3 +1,4 @@
+import AuditLog
 import CaduceusCore
 import Scheduling
 
@@ -41,23 +42,30 @@ extension SchedulingService {
         }
     }
 
-    /// Moves every job off a node: training goes back to the queue, other work ends as preempted.
+    /// Moves every job off a node: training goes back to the queue, other work ends as preempted (or, when
+    /// the node was lost, as failed).
     func evictWork(
         from node: NodeRecord, scheduler: inout Scheduler, _ tx: any FleetStore, at now: Timestamp,
-        request: RequestID?
+        request: RequestID?, reason: String? = nil, lost: Bool = false
     ) async throws {
         for victim in scheduler.evict(node: node.id, at: now) {
             guard var job = try await tx.job(id: victim.job) else { continue }
             try Self.takeGPUs(
-                from: &job, requeue: victim.requeued, at: now, reason: "node \(node.name) was drained")
+                from: &job, requeue: victim.requeued, at: now, reason: reason ?? "node \(node.name) was drained",
+                endAs: lost ? .failed : .preempted)
             try await tx.updateJob(job)
-            try await record(victim.requeued ? "job.requeue" : "job.preempt", job: job, request: request)
+            let ended = lost ? "job.fail" : "job.preempt"
+            try await record(
+                victim.requeued ? "job.requeue" : ended, job: job, request: request,
+                outcome: victim.requeued || !lost ? .success : .error)
         }
     }
 
     /// A job loses its GPUs: back to pending (counted as a preemption) or ended as preempted.
-    static func takeGPUs(from job: inout JobRecord, requeue: Bool, at now: Timestamp, reason: String) throws {
-        try move(&job, to: requeue ? .pending : .preempted)
+    static func takeGPUs(
+        from job: inout JobRecord, requeue: Bool, at now: Timestamp, reason: String, endAs: JobState = .preempted
+    ) throws {
+        try move(&job, to: requeue ? .pending : endAs)
         job.assignments = []
         job.preemptions += 1
         job.reason = requeue ? reason + "; requeued" : reason

@@ -101,7 +101,7 @@ public final class SchedulingService: Sendable {
     static func info(_ node: NodeRecord, residency: Residency) -> NodeInfo {
         NodeInfo(
             id: node.id, tenant: node.lifecycle.tenant, residency: residency, site: node.site, fabric: node.fabric,
-            gpuModel: node.gpuModel, gpuCount: node.gpus.count, schedulable: node.lifecycle.acceptsWork)
+            gpuModel: node.gpuModel, gpuCount: node.gpus.count, schedulable: node.schedulable)
     }
 
     /// Tells the scheduler about a node's current record (removing it when retired).

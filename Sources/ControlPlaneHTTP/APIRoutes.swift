@@ -18,6 +18,8 @@ public struct RouteSpec: Sendable {
         case authenticated
         /// Callers holding this permission in the route's scope.
         case permission(Permission)
+        /// A node agent presenting its node certificate (the agent listener, mutual TLS).
+        case nodeCertificate
     }
 
     public var method: HTTPRequest.Method
@@ -45,7 +47,7 @@ public struct RouteSpec: Sendable {
 /// The API's routes.
 public enum APIRoutes {
     /// Every route: accounts and tenancy, then the fleet and jobs.
-    public static let all: [RouteSpec] = identity + fleet
+    public static let all: [RouteSpec] = identity + fleet + enrolment
 
     static let identity: [RouteSpec] = [
         .init(method: .get, path: "/healthz", summary: "Liveness", access: .open),
@@ -113,6 +115,8 @@ struct RouteHandlers {
     let plane: ControlPlane
     let openAPI: [UInt8]
     let metrics: ServerMetrics
+    /// The internal CA's certificate, served to agents before they enrol.
+    let caPEM: String
 
     func register(on router: Router<APIContext>, limiter: RateLimiter) {
         router.get("/healthz") { _, _ in try JSONBody.response(["status": "ok"]) }
@@ -153,6 +157,7 @@ struct RouteHandlers {
         registerAdministration(authed)
         registerFleet(authed)
         registerJobs(authed)
+        registerEnrolment(v1, authed, limiter: limiter)
     }
 
     private func registerAdministration(_ authed: RouterGroup<APIContext>) {

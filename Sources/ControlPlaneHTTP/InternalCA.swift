@@ -1,13 +1,14 @@
 import AuditLog
 import CaduceusCore
+import ControlPlane
 import Crypto
 import Foundation
 import HTTPTypes
 import SwiftASN1
 import X509
 
-/// The control plane's own certificate authority, in `<data>/tls/`: it signs the server certificate (and,
-/// later, node certificates). Keys are P-256 and kept with mode 0600.
+/// The control plane's own certificate authority, in `<data>/tls/`: it signs the server certificate and the
+/// client certificates of node agents. Keys are P-256 and kept with mode 0600.
 public struct InternalCA: Sendable {
     /// The CA certificate, PEM.
     public let caCertificatePEM: String
@@ -19,6 +20,8 @@ public struct InternalCA: Sendable {
     public let caCertificatePath: String
     /// SHA-256 of the CA certificate's DER, colon-separated hex.
     public let caFingerprint: String
+    let caCertificate: Certificate
+    let caKey: P256.Signing.PrivateKey
 
     /// Loads the CA and server certificate from `directory`, creating what is missing; the server
     /// certificate is renewed when it expires within 30 days or lacks one of `hostNames`.
@@ -49,7 +52,7 @@ public struct InternalCA: Sendable {
         return InternalCA(
             caCertificatePEM: caPEM, serverChainPEM: try serverCert.serializeAsPEM().pemString + "\n" + caPEM,
             serverKeyPEM: serverKey.pemRepresentation, caCertificatePath: caCertPath,
-            caFingerprint: try fingerprint(caCert))
+            caFingerprint: try fingerprint(caCert), caCertificate: caCert, caKey: caKey)
     }
 
     /// SHA-256 of a certificate's DER, as `AB:CD:…`.
@@ -149,5 +152,58 @@ public struct InternalCA: Sendable {
 
     static func write(_ text: String, to path: String, mode: Int) throws {
         try SecureFile.write(Array(text.utf8), to: path, mode: mode_t(mode))
+    }
+}
+
+extension InternalCA: NodeCertificateIssuer {
+    public var caDigestHex: String { caFingerprint.replacingOccurrences(of: ":", with: "").lowercased() }
+
+    /// Signs a node agent's client certificate: subject `CN=<node ID>`, client authentication only, valid for
+    /// `days`. The request must be a PEM PKCS #10 request for a P-256 key, signed by that key.
+    public func issueNodeCertificate(
+        csrPEM: String, node: NodeID, days: Int, now: Timestamp
+    ) throws -> IssuedCertificate {
+        let request: CertificateSigningRequest
+        do {
+            request = try CertificateSigningRequest(pemEncoded: csrPEM)
+        } catch {
+            throw CaduceusError(
+                code: "input.invalid", message: "certificateSigningRequest: not a PEM certificate signing request")
+        }
+        guard P256.Signing.PublicKey(request.publicKey) != nil else {
+            throw CaduceusError(code: "input.invalid", message: "certificateSigningRequest: the key must be P-256")
+        }
+        guard request.publicKey.isValidSignature(request.signature, for: request) else {
+            throw CaduceusError(
+                code: "input.invalid", message: "certificateSigningRequest: its signature does not verify")
+        }
+        let start = Date(timeIntervalSince1970: Double(now.millisecondsSinceEpoch) / 1000)
+        let end = start.addingTimeInterval(Double(days) * 86_400)
+        let serial = Certificate.SerialNumber()
+        let certificate = try Certificate(
+            version: .v3, serialNumber: serial, publicKey: request.publicKey,
+            notValidBefore: start.addingTimeInterval(-300), notValidAfter: end, issuer: caCertificate.subject,
+            subject: try DistinguishedName {
+                OrganizationName("Caduceus")
+                OrganizationalUnitName("node agents")
+                CommonName(node.rawValue)
+            }, signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.notCertificateAuthority)
+                Critical(KeyUsage(digitalSignature: true))
+                try ExtendedKeyUsage([.clientAuth])
+            }, issuerPrivateKey: .init(caKey))
+        return IssuedCertificate(
+            chainPEM: try certificate.serializeAsPEM().pemString + "\n" + caCertificatePEM,
+            serial: Self.hex(serial.bytes),
+            expiresAt: Timestamp(millisecondsSinceEpoch: Int64(end.timeIntervalSince1970 * 1000)))
+    }
+
+    /// Lower-case hex of some bytes (certificate serials).
+    static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        bytes.map { byte in
+            let hex = String(byte, radix: 16)
+            return hex.count == 1 ? "0" + hex : hex
+        }.joined()
     }
 }

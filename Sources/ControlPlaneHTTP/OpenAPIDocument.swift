@@ -11,7 +11,7 @@ public enum OpenAPIDocument {
     /// The document as canonical JSON (sorted keys, two-space indentation, final newline).
     public static func json() throws -> [UInt8] {
         var paths: [String: [String: Any]] = [:]
-        for route in APIRoutes.all {
+        for route in APIRoutes.all + APIRoutes.agentListener {
             var operation: [String: Any] = [
                 "summary": route.summary,
                 "operationId": operationID(route),
@@ -21,10 +21,16 @@ public enum OpenAPIDocument {
             case .open: operation["security"] = [[String: Any]]()
             case .authenticated: operation["x-caduceus-access"] = "authenticated"
             case .permission(let permission): operation["x-caduceus-permission"] = permission.rawValue
+            case .nodeCertificate:
+                operation["security"] = [["nodeCertificate": [String]()]]
+                operation["servers"] = [["url": "https://localhost:8444", "description": "the agent listener"]]
             }
             var parameters: [[String: Any]] = []
             if route.path.contains("{id}") {
                 parameters.append(["name": "id", "in": "path", "required": true, "schema": ["type": "string"]])
+            }
+            if route.path.contains("{job}") {
+                parameters.append(["name": "job", "in": "path", "required": true, "schema": ["type": "string"]])
             }
             if route.method == .get && route.path.hasPrefix("/v1/") && !route.path.contains("{")
                 && route.access != .authenticated || route.path == "/v1/break-glass" && route.method == .get
@@ -39,7 +45,7 @@ public enum OpenAPIDocument {
             for filter in route.filters {
                 parameters.append(["name": filter, "in": "query", "schema": ["type": "string"]])
             }
-            if route.method == .post && route.access != .open {
+            if route.method == .post && route.access != .open && route.access != .nodeCertificate {
                 parameters.append([
                     "name": "Idempotency-Key", "in": "header", "schema": ["type": "string", "maxLength": 128],
                 ])
@@ -68,7 +74,13 @@ public enum OpenAPIDocument {
             "servers": [["url": "https://localhost:8443"]],
             "paths": paths,
             "components": [
-                "securitySchemes": ["bearer": ["type": "http", "scheme": "bearer"]],
+                "securitySchemes": [
+                    "bearer": ["type": "http", "scheme": "bearer"],
+                    "nodeCertificate": [
+                        "type": "mutualTLS",
+                        "description": "The client certificate the internal CA issued to the node at enrolment.",
+                    ],
+                ],
                 "schemas": [
                     "Error": [
                         "type": "object",

@@ -34,6 +34,7 @@ public enum CaduceusServer {
     /// Runs the server until SIGTERM or SIGINT; with a runner from `runner`, placed jobs run through it.
     public static func run(
         configuration: ServerConfiguration, logger: Logger, runner: RunnerFactory? = nil,
+        onAgentListener: @escaping @Sendable (Int) -> Void = { _ in },
         onStarted: @escaping @Sendable (Started) -> Void
     ) async throws {
         let data = configuration.dataDirectory
@@ -77,8 +78,26 @@ public enum CaduceusServer {
                         caFingerprint: ca.caFingerprint, bootstrapFile: bootstrapFile))
             })
         var services: [any Service] = [app]
-        if let runner = try await runner?(plane) {
-            services.append(JobService(plane: plane, runner: runner))
+        var runners: [any JobRunner] = []
+        if let local = try await runner?(plane) { runners.append(local) }
+        if let (agentHost, agentPort) = try configuration.agentBindAddress() {
+            let agents = try await plane.enableRemoteAgents(
+                issuer: ca,
+                settings: RemoteAgents.Settings(
+                    heartbeatTimeoutSeconds: configuration.agentTimeoutSeconds,
+                    certificateDays: configuration.agentCertificateDays, logDirectory: data + "/agent-logs"))
+            agents.agentPort = agentPort
+            services.append(
+                try AgentListener.makeApplication(
+                    plane: plane, agents: agents, ca: ca, host: agentHost, port: agentPort, logger: logger,
+                    onRunning: { port in
+                        agents.agentPort = port
+                        onAgentListener(port)
+                    }))
+            runners.append(agents)
+        }
+        if !runners.isEmpty {
+            services.append(JobService(plane: plane, runner: runners.count == 1 ? runners[0] : JobRunners(runners)))
         }
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -98,7 +117,7 @@ public enum CaduceusServer {
         plane: ControlPlane, ca: InternalCA, configuration: ServerConfiguration, logger: Logger, metrics: ServerMetrics,
         onRunning: @escaping @Sendable (Int) -> Void
     ) throws -> some ApplicationProtocol {
-        let router = try makeRouter(plane: plane, logger: logger, metrics: metrics)
+        let router = try makeRouter(plane: plane, logger: logger, metrics: metrics, caPEM: ca.caCertificatePEM)
         let (host, port) = try configuration.bindAddress()
         return try Application(
             router: router,
@@ -111,11 +130,11 @@ public enum CaduceusServer {
     /// The API's router: request middleware, then the routes of `APIRoutes`.
     static func makeRouter(
         plane: ControlPlane, logger: Logger, limiter: RateLimiter = RateLimiter(),
-        metrics: ServerMetrics = ServerMetrics(trail: nil)
+        metrics: ServerMetrics = ServerMetrics(trail: nil), caPEM: String = ""
     ) throws -> Router<APIContext> {
         let router = Router(context: APIContext.self)
         router.add(middleware: RequestMiddleware(plane: plane, logger: logger, metrics: metrics))
-        RouteHandlers(plane: plane, openAPI: try OpenAPIDocument.json(), metrics: metrics)
+        RouteHandlers(plane: plane, openAPI: try OpenAPIDocument.json(), metrics: metrics, caPEM: caPEM)
             .register(on: router, limiter: limiter)
         return router
     }

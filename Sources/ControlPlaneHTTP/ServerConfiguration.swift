@@ -26,10 +26,16 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
     public var localResidency: String = "US"
     /// Seconds a stopped job gets between SIGTERM and SIGKILL.
     public var stopGraceSeconds: Int = 10
+    /// Host and port of the agent listener (mutual TLS, node certificates only), or `off`.
+    public var agentListen: String = "127.0.0.1:8444"
+    /// Seconds of silence after which a remote node is unreachable and its jobs requeued or failed (3–3600).
+    public var agentTimeoutSeconds: Int = 30
+    /// Days a node agent's certificate is valid (1–365); agents renew theirs when a third is left.
+    public var agentCertificateDays: Int = 30
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case dataDirectory, listen, idleTimeoutMinutes, sessionLifetimeHours, hostNames, auditOrigin, databaseURL
-        case fakeGPUs, localResidency, stopGraceSeconds
+        case fakeGPUs, localResidency, stopGraceSeconds, agentListen, agentTimeoutSeconds, agentCertificateDays
     }
 
     /// The defaults.
@@ -50,7 +56,9 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         ("CADUCEUS_SESSION_LIFETIME_HOURS", "sessionLifetimeHours"), ("CADUCEUS_HOST_NAMES", "hostNames"),
         ("CADUCEUS_AUDIT_ORIGIN", "auditOrigin"), ("CADUCEUS_DATABASE_URL", "databaseURL"),
         ("CADUCEUS_FAKE_GPUS", "fakeGPUs"), ("CADUCEUS_LOCAL_RESIDENCY", "localResidency"),
-        ("CADUCEUS_STOP_GRACE_SECONDS", "stopGraceSeconds"),
+        ("CADUCEUS_STOP_GRACE_SECONDS", "stopGraceSeconds"), ("CADUCEUS_AGENT_LISTEN", "agentListen"),
+        ("CADUCEUS_AGENT_TIMEOUT_SECONDS", "agentTimeoutSeconds"),
+        ("CADUCEUS_AGENT_CERTIFICATE_DAYS", "agentCertificateDays"),
     ]
 
     /// Resolves the configuration from a file (if given), the environment and flag overrides.
@@ -105,6 +113,9 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         case "fakeGPUs": fakeGPUs = try int(value)
         case "localResidency": localResidency = value
         case "stopGraceSeconds": stopGraceSeconds = try int(value)
+        case "agentListen": agentListen = value
+        case "agentTimeoutSeconds": agentTimeoutSeconds = try int(value)
+        case "agentCertificateDays": agentCertificateDays = try int(value)
         default: throw CaduceusError(code: "config.value", message: "unknown setting '\(key)'")
         }
     }
@@ -127,7 +138,14 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         guard (0...600).contains(stopGraceSeconds) else {
             throw CaduceusError(code: "config.value", message: "stopGraceSeconds must be 0 to 600")
         }
+        guard (3...3600).contains(agentTimeoutSeconds) else {
+            throw CaduceusError(code: "config.value", message: "agentTimeoutSeconds must be 3 to 3600")
+        }
+        guard (1...365).contains(agentCertificateDays) else {
+            throw CaduceusError(code: "config.value", message: "agentCertificateDays must be 1 to 365")
+        }
         _ = try bindAddress()
+        _ = try agentBindAddress()
         guard !dataDirectory.isEmpty else {
             throw CaduceusError(code: "config.value", message: "dataDirectory is empty")
         }
@@ -135,12 +153,21 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
 
     /// Host and port of `listen`.
     public func bindAddress() throws -> (host: String, port: Int) {
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+        try Self.hostAndPort(listen, "listen")
+    }
+
+    /// Host and port of `agentListen`; nil when it is `off`.
+    public func agentBindAddress() throws -> (host: String, port: Int)? {
+        agentListen == "off" ? nil : try Self.hostAndPort(agentListen, "agentListen")
+    }
+
+    static func hostAndPort(_ text: String, _ key: String) throws -> (host: String, port: Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
             (0...65535).contains(port)
         else {
-            throw CaduceusError(code: "config.value", message: "listen must be HOST:PORT, not '\(listen)'")
+            throw CaduceusError(code: "config.value", message: "\(key) must be HOST:PORT, not '\(text)'")
         }
-        var host = String(listen[..<colon])
+        var host = String(text[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         return (host.isEmpty ? "0.0.0.0" : host, port)
     }
@@ -152,7 +179,9 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
             ("sessionLifetimeHours", String(sessionLifetimeHours)), ("hostNames", hostNames.joined(separator: ",")),
             ("auditOrigin", auditOrigin), ("databaseURL", databaseURL.map(Self.mask) ?? "(embedded SQLite)"),
             ("fakeGPUs", String(fakeGPUs)), ("localResidency", localResidency),
-            ("stopGraceSeconds", String(stopGraceSeconds)),
+            ("stopGraceSeconds", String(stopGraceSeconds)), ("agentListen", agentListen),
+            ("agentTimeoutSeconds", String(agentTimeoutSeconds)),
+            ("agentCertificateDays", String(agentCertificateDays)),
         ]
     }
 

@@ -44,20 +44,36 @@ public enum EmbeddedAgent {
     public static func start(
         plane: ControlPlane, settings: Settings, logger: Logger
     ) async throws -> LocalNodeAgent? {
-        guard (0...64).contains(settings.fakeGPUs) else {
-            throw CaduceusError(code: "config.invalid", message: "fakeGPUs must be 0 to 64")
-        }
-        if settings.fakeGPUs > 0 {
-            return try await start(
-                FakeGPUBackend(count: settings.fakeGPUs, memoryBytes: settings.fakeGPUBytes), plane: plane,
-                settings: settings, logger: logger)
-        }
-        return try await start(NVIDIABackend(), plane: plane, settings: settings, logger: logger)
+        guard
+            let found = try discover(
+                fakeGPUs: settings.fakeGPUs, fakeGPUBytes: settings.fakeGPUBytes, logger: logger)
+        else { return nil }
+        return try await start(found, plane: plane, settings: settings, logger: logger)
     }
 
-    private static func start<Backend: GPUBackend>(
-        _ backend: Backend, plane: ControlPlane, settings: Settings, logger: Logger
-    ) async throws -> LocalNodeAgent? {
+    /// This machine's GPUs that may be offered to work, and how to make the agent that runs jobs on them.
+    public struct Discovery: Sendable {
+        /// The GPUs, as the fleet records them.
+        public var devices: [GPUDevice]
+        /// Whether they are host-memory stand-ins.
+        public var fake: Bool
+        /// Makes the node's agent once its ID is known.
+        public var makeAgent: @Sendable (NodeID, LocalExecutor, Logger) -> LocalNodeAgent
+    }
+
+    /// Discovers this machine's GPUs (NVML, or `fakeGPUs` stand-ins); nil, with the reason logged, when none
+    /// may be offered to work.
+    public static func discover(fakeGPUs: Int, fakeGPUBytes: Int = 8 << 20, logger: Logger) throws -> Discovery? {
+        guard (0...64).contains(fakeGPUs) else {
+            throw CaduceusError(code: "config.invalid", message: "fakeGPUs must be 0 to 64")
+        }
+        if fakeGPUs > 0 {
+            return discover(FakeGPUBackend(count: fakeGPUs, memoryBytes: fakeGPUBytes), logger: logger)
+        }
+        return discover(NVIDIABackend(), logger: logger)
+    }
+
+    private static func discover<Backend: GPUBackend>(_ backend: Backend, logger: Logger) -> Discovery? {
         let inventory = backend.discover()
         let offered = inventory.gpus.filter(\.isOfferable)
         for gpu in inventory.gpus where !gpu.isOfferable {
@@ -75,18 +91,27 @@ public enum EmbeddedAgent {
                 index: gpu.index, model: modelName(gpu.name, fake: gpu.fake), memoryMiB: Int(gpu.memoryBytes >> 20),
                 uuid: gpu.uuid)
         }
+        return Discovery(devices: devices, fake: inventory.fake) { node, executor, logger in
+            LocalNodeAgent(node: node, gpus: NodeGPUs(node: node, backend: backend), executor: executor, logger: logger)
+        }
+    }
+
+    private static func start(
+        _ found: Discovery, plane: ControlPlane, settings: Settings, logger: Logger
+    )
+        async throws -> LocalNodeAgent
+    {
+        let devices = found.devices
         let idFile = settings.dataDirectory + "/local-node"
         let known = readText(idFile).flatMap { NodeID(rawValue: $0) }
         let node = try await plane.registerLocalNode(
             known: known, name: settings.nodeName, gpus: devices, residency: settings.residency)
         if known != node { try writeText(node.rawValue, to: idFile) }
         logger.info(
-            "local node ready",
-            metadata: ["node": "\(node)", "gpus": "\(devices.count)", "fake": "\(inventory.fake)"])
+            "local node ready", metadata: ["node": "\(node)", "gpus": "\(devices.count)", "fake": "\(found.fake)"])
         let executor = LocalExecutor(
             settings: .init(root: settings.dataDirectory + "/jobs", graceSeconds: settings.graceSeconds))
-        return LocalNodeAgent(
-            node: node, gpus: NodeGPUs(node: node, backend: backend), executor: executor, logger: logger)
+        return found.makeAgent(node, executor, logger)
     }
 
     /// A GPU model name the fleet accepts: `NVIDIA H200` → `H200`; fake GPUs are `FAKE`.

@@ -79,7 +79,7 @@ public final class LocalNodeAgent: JobRunner {
             succeeded: outcome.alert == nil && !outcome.records.isEmpty)
     }
 
-    public func reclaim(_ job: JobID) async -> Int {
+    public func reclaim(_ job: JobID, on node: NodeID) async -> Int {
         executor.reclaim(job)
     }
 

@@ -11,6 +11,8 @@ public struct OpaqueToken: Sendable, Equatable {
         case session = "cds"
         /// A service account's API token.
         case api = "cdt"
+        /// A node's one-time join token (enrols its agent).
+        case join = "cdj"
     }
 
     /// The text the holder presents, e.g. `cds_…`.

@@ -115,6 +115,17 @@ enum Migrations {
                 """,
                 "CREATE INDEX sanitization_records_node ON sanitization_records (node_id, id)",
             ]),
+        Migration(
+            version: 4, name: "node-agents",
+            statements: [
+                """
+                CREATE TABLE node_agents (
+                    node_id TEXT PRIMARY KEY REFERENCES nodes(id), join_token_hash TEXT UNIQUE,
+                    join_token_expires_at BIGINT, certificate_serial TEXT, certificate_expires_at BIGINT,
+                    enrolled_at BIGINT, host_name TEXT)
+                """,
+                "ALTER TABLE nodes ADD COLUMN unreachable_since BIGINT",
+            ]),
     ]
 
     /// Applies every migration not yet applied; returns the versions applied now.

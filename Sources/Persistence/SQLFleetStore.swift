@@ -145,12 +145,14 @@ public final class SQLFleetStore: FleetStore {
 
     public func updateNode(_ node: NodeRecord) async throws {
         let life = node.lifecycle
+        let gpus = try SQLIdentityStore.json(node.gpus)
         try await run { db in
             try await db.raw(
                 """
                 UPDATE nodes SET state = \(bind: life.state.rawValue), tenant_id = \(bind: life.tenant?.rawValue),
                     next_tenant_id = \(bind: life.nextTenant?.rawValue), held_work_of = \(bind: life.heldWorkOf?.rawValue),
-                    last_sanitization = \(bind: life.lastSanitization?.rawValue)
+                    last_sanitization = \(bind: life.lastSanitization?.rawValue), gpus = \(bind: gpus),
+                    unreachable_since = \(bind: node.unreachableSince?.millisecondsSinceEpoch)
                 WHERE id = \(bind: node.id.rawValue)
                 """
             ).run()
@@ -239,12 +241,69 @@ public final class SQLFleetStore: FleetStore {
             heldWorkOf: try tenant("held_work_of"),
             lastSanitization: try row.decode(column: "last_sanitization", as: String?.self).map(
                 SanitizationID.init(unchecked:)))
-        return NodeRecord(
+        var node = NodeRecord(
             id: id, name: try row.decode(column: "name", as: String.self),
             site: SiteID(unchecked: try row.decode(column: "site_id", as: String.self)),
             fabric: FabricID(unchecked: try row.decode(column: "fabric_id", as: String.self)),
             gpus: try decodeJSON([GPUDevice].self, row, "gpus"), lifecycle: lifecycle,
             createdAt: try SQLIdentityStore.time(row, "created_at"))
+        node.unreachableSince = try SQLIdentityStore.optionalTime(row, "unreachable_since")
+        return node
+    }
+
+    // MARK: Node agents
+
+    public func saveAgent(_ agent: AgentRecord) async throws {
+        try await run { db in
+            try await db.raw(
+                """
+                INSERT INTO node_agents (node_id, join_token_hash, join_token_expires_at, certificate_serial,
+                    certificate_expires_at, enrolled_at, host_name)
+                VALUES (\(bind: agent.node.rawValue), \(bind: agent.joinTokenHash),
+                    \(bind: agent.joinTokenExpiresAt?.millisecondsSinceEpoch), \(bind: agent.certificateSerial),
+                    \(bind: agent.certificateExpiresAt?.millisecondsSinceEpoch),
+                    \(bind: agent.enrolledAt?.millisecondsSinceEpoch), \(bind: agent.hostName))
+                ON CONFLICT (node_id) DO UPDATE SET join_token_hash = excluded.join_token_hash,
+                    join_token_expires_at = excluded.join_token_expires_at,
+                    certificate_serial = excluded.certificate_serial,
+                    certificate_expires_at = excluded.certificate_expires_at, enrolled_at = excluded.enrolled_at,
+                    host_name = excluded.host_name
+                """
+            ).run()
+        }
+    }
+
+    public func agent(node: NodeID) async throws -> AgentRecord? {
+        try await run { db in
+            try await db.raw("SELECT * FROM node_agents WHERE node_id = \(bind: node.rawValue)").first()
+                .map(Self.agent)
+        }
+    }
+
+    public func agent(joinTokenHash hash: String) async throws -> AgentRecord? {
+        try await run { db in
+            try await db.raw("SELECT * FROM node_agents WHERE join_token_hash = \(bind: hash)").first()
+                .map(Self.agent)
+        }
+    }
+
+    public func enrolledAgents() async throws -> [AgentRecord] {
+        try await run { db in
+            try await db.raw(
+                "SELECT * FROM node_agents WHERE certificate_serial IS NOT NULL ORDER BY node_id"
+            ).all().map(Self.agent)
+        }
+    }
+
+    static func agent(_ row: any SQLRow) throws -> AgentRecord {
+        AgentRecord(
+            node: NodeID(unchecked: try row.decode(column: "node_id", as: String.self)),
+            joinTokenHash: try row.decode(column: "join_token_hash", as: String?.self),
+            joinTokenExpiresAt: try SQLIdentityStore.optionalTime(row, "join_token_expires_at"),
+            certificateSerial: try row.decode(column: "certificate_serial", as: String?.self),
+            certificateExpiresAt: try SQLIdentityStore.optionalTime(row, "certificate_expires_at"),
+            enrolledAt: try SQLIdentityStore.optionalTime(row, "enrolled_at"),
+            hostName: try row.decode(column: "host_name", as: String?.self))
     }
 
     // MARK: Helpers

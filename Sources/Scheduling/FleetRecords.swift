@@ -59,6 +59,9 @@ public struct NodeRecord: Sendable, Equatable, Codable {
     /// Its state machine, restored from the stored fields.
     public var lifecycle: NodeLifecycle
     public var createdAt: Timestamp
+    /// Since when its remote agent has not been heard from (nil: reachable, or served in-process). An
+    /// unreachable node takes no work.
+    public var unreachableSince: Timestamp? = nil
 
     /// Creates a record.
     public init(
@@ -76,6 +79,40 @@ public struct NodeRecord: Sendable, Equatable, Codable {
 
     /// The model of its GPUs.
     public var gpuModel: String { gpus.first?.model ?? "" }
+
+    /// Whether the scheduler may place work on it: its lifecycle takes work and its agent answers.
+    public var schedulable: Bool { lifecycle.acceptsWork && unreachableSince == nil }
+}
+
+/// The node agent of a remote node: its pending join token and the client certificate it enrolled with.
+public struct AgentRecord: Sendable, Equatable, Codable {
+    public var node: NodeID
+    /// SHA-256 (hex) of the join token not yet used, if any.
+    public var joinTokenHash: String?
+    public var joinTokenExpiresAt: Timestamp?
+    /// The serial number (hex) of the one client certificate the node may present; a new enrolment
+    /// replaces it, so an older certificate is refused.
+    public var certificateSerial: String?
+    public var certificateExpiresAt: Timestamp?
+    /// When the agent last enrolled.
+    public var enrolledAt: Timestamp?
+    /// The host name the agent reported at enrolment.
+    public var hostName: String?
+
+    /// Creates a record.
+    public init(
+        node: NodeID, joinTokenHash: String? = nil, joinTokenExpiresAt: Timestamp? = nil,
+        certificateSerial: String? = nil, certificateExpiresAt: Timestamp? = nil, enrolledAt: Timestamp? = nil,
+        hostName: String? = nil
+    ) {
+        self.node = node
+        self.joinTokenHash = joinTokenHash
+        self.joinTokenExpiresAt = joinTokenExpiresAt
+        self.certificateSerial = certificateSerial
+        self.certificateExpiresAt = certificateExpiresAt
+        self.enrolledAt = enrolledAt
+        self.hostName = hostName
+    }
 }
 
 /// A project's share of its tenant's GPUs, and who set it last.

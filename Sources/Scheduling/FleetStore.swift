@@ -23,7 +23,8 @@ public protocol FleetStore: Sendable {
 
     // Nodes
     func insertNode(_ node: NodeRecord) async throws
-    /// Writes a node's lifecycle fields (state, tenant, next tenant, held work, last sanitisation).
+    /// Writes a node's lifecycle fields (state, tenant, next tenant, held work, last sanitisation), its GPUs
+    /// and since when it has been unreachable.
     func updateNode(_ node: NodeRecord) async throws
     func node(id: NodeID) async throws -> NodeRecord?
     /// Nodes assigned to `tenant` (or being moved to it), or all nodes when nil.
@@ -35,6 +36,15 @@ public protocol FleetStore: Sendable {
     func insertSanitization(_ entry: SanitizationEntry) async throws
     /// A node's sanitisations.
     func sanitizations(of node: NodeID, after cursor: String?, limit: Int) async throws -> Page<SanitizationEntry>
+
+    // Remote node agents
+    /// Creates or replaces a node's agent record.
+    func saveAgent(_ agent: AgentRecord) async throws
+    func agent(node: NodeID) async throws -> AgentRecord?
+    /// The agent whose unused join token hashes to `hash`.
+    func agent(joinTokenHash hash: String) async throws -> AgentRecord?
+    /// Every agent that has enrolled (holds a certificate).
+    func enrolledAgents() async throws -> [AgentRecord]
 
     // Quotas
     func setQuota(_ quota: QuotaRecord) async throws

@@ -51,7 +51,7 @@ struct BenchAPI: AsyncParsableCommand {
         let data = (directory ?? FileManager.default.temporaryDirectory.path) + "/caduceus-bench-api-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: data) }
         let configuration = try ServerConfiguration.resolve(
-            file: nil, overrides: ["dataDirectory": data, "listen": "127.0.0.1:0"])
+            file: nil, overrides: ["dataDirectory": data, "listen": "127.0.0.1:0", "agentListen": "off"])
         let (started, continuation) = AsyncStream.makeStream(of: CaduceusServer.Started.self)
         var logger = Logger(label: "caduceus.bench")
         logger.logLevel = .warning

@@ -50,6 +50,7 @@ struct BenchExecutor: AsyncParsableCommand {
             file: nil,
             overrides: [
                 "dataDirectory": data, "listen": "127.0.0.1:0", "fakeGPUs": "\(gpus)", "stopGraceSeconds": "1",
+                "agentListen": "off",
             ])
         var logger = Logger(label: "caduceus.bench")
         logger.logLevel = .warning

@@ -9,16 +9,18 @@ struct NodeCommand: AsyncParsableCommand {
         commandName: "node", abstract: "GPU nodes: register, assign to a tenant, and move through their lifecycle.",
         subcommands: [
             Create.self, List.self, Show.self, Activate.self, Cordon.self, Uncordon.self, Drain.self, Assign.self,
-            Retire.self, SanitizationRecords.self,
+            Retire.self, SanitizationRecords.self, JoinToken.self,
         ])
 
-    static let columns = ["name", "id", "state", "tenant", "gpus", "jobs", "next tenant", "last scrubs"]
+    static let columns = ["name", "id", "state", "tenant", "gpus", "jobs", "next tenant", "last scrubs", "agent"]
     static func row(_ node: NodeView) -> [String] {
         let passed = node.lastScrubs.filter(\.passed).count
         return [
             node.name, node.id.rawValue, node.state.rawValue, node.tenant?.rawValue ?? "",
             "\(node.gpuCount)× \(node.gpuModel)", "\(node.jobs.count)", node.nextTenant?.rawValue ?? "",
             node.lastScrubs.isEmpty ? "" : "\(passed) of \(node.lastScrubs.count) passed",
+            node.unreachableSince.map { "unreachable since \($0)" }
+                ?? node.agent.map { $0.connected ? "connected" : "not connected" } ?? "",
         ]
     }
 
@@ -151,6 +153,29 @@ extension NodeCommand {
                             "\($0.gpus.filter(\.passed).count) of \($0.gpus.count)", "\($0.scratchFilesErased)",
                         ]
                     }
+                )
+            }
+        }
+    }
+}
+
+extension NodeCommand {
+    struct JoinToken: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "join-token",
+            abstract: "Create a one-time token that enrols the node's agent (caduceus agent --join-token).")
+        @OptionGroup var client: ClientOptions
+        @Option(help: "Minutes the token stays usable (1 to 10080; default 60).") var expiresInMinutes: Int?
+        @Argument(help: "The node's ID.") var id: String
+
+        func run() async throws {
+            try await callAPI(
+                client, .POST, "/v1/nodes/\(try typedID(NodeID.self, id))/join-token",
+                body: CreateJoinTokenRequest(expiresInMinutes: expiresInMinutes), as: JoinTokenView.self
+            ) { view in
+                (
+                    ["node", "join token (shown once)", "expires"],
+                    [[view.node.rawValue, view.joinToken, "\(view.expiresAt)"]]
                 )
             }
         }

@@ -28,8 +28,13 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "A JSON configuration file.")
     var config: String?
 
-    @Option(help: "Offer N host-memory stand-ins as this machine's GPUs (demonstrations and tests; shown as fake).")
+    @Option(
+        name: .customLong("fake-gpus"),
+        help: "Offer N host-memory stand-ins as this machine's GPUs (demonstrations and tests; shown as fake).")
     var fakeGPUs: Int?
+
+    @Option(help: "HOST:PORT of the node agents' listener (mutual TLS), or off (default 127.0.0.1:8444).")
+    var agentListen: String?
 
     func run() async throws {
         // Everything the server creates is for its own user only.
@@ -38,6 +43,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let dataDirectory { overrides["dataDirectory"] = dataDirectory }
         if let listen { overrides["listen"] = listen }
         if let fakeGPUs { overrides["fakeGPUs"] = String(fakeGPUs) }
+        if let agentListen { overrides["agentListen"] = agentListen }
         let configuration = try ServerConfiguration.resolve(file: config, overrides: overrides)
         LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: .info) }
         let logger = Logger(label: "caduceus")
@@ -48,7 +54,12 @@ struct ServeCommand: AsyncParsableCommand {
         let runner: CaduceusServer.RunnerFactory = { plane in
             try await EmbeddedAgent.start(plane: plane, settings: settings, logger: logger)
         }
-        try await CaduceusServer.run(configuration: configuration, logger: logger, runner: runner) { started in
+        try await CaduceusServer.run(
+            configuration: configuration, logger: logger, runner: runner,
+            onAgentListener: { port in
+                StandardStreams.line("Node agents connect on port \(port) (mutual TLS; caduceus node join-token NODE)")
+            }
+        ) { started in
             var lines = [
                 "Caduceus is listening on \(started.url)",
                 "CA certificate: \(started.caCertificatePath)",

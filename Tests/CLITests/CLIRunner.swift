@@ -111,7 +111,7 @@ final class TestServer {
     init(data: String, environment: [String: String] = [:]) throws {
         self.data = data
         process.executableURL = CLI.executable
-        process.arguments = ["serve", "--data-dir", data, "--listen", "127.0.0.1:0"]
+        process.arguments = ["serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--agent-listen", "127.0.0.1:0"]
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let stdout = Pipe()
         let stderr = Pipe()
@@ -138,6 +138,21 @@ final class TestServer {
     }
 
     var startupText: String { String(decoding: output.snapshot, as: UTF8.self) }
+
+    /// The port node agents connect to, once the server printed it.
+    func agentPort() throws -> Int {
+        let deadline = Date().addingTimeInterval(30)
+        let prefix = "Node agents connect on port "
+        while Date() < deadline {
+            if let line = startupText.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }),
+                let port = Int(line.dropFirst(prefix.count).prefix { $0.isNumber })
+            {
+                return port
+            }
+            usleep(50_000)
+        }
+        throw CaduceusError(code: "test", message: "the server printed no agent port")
+    }
 
     /// What the server has logged so far (JSON lines).
     var logText: String { String(decoding: errors.snapshot, as: UTF8.self) }

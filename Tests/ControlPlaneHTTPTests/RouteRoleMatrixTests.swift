@@ -210,6 +210,8 @@ struct RouteRoleMatrixTests {
             return ("/v1/nodes/\(node)/sanitization-records", .tenant(tenant), nil)
         case (.post, "/v1/nodes/{id}/assign"):
             return ("/v1/nodes/\(spare)/assign", .platform, #"{"tenant":"\#(tenant)"}"#)
+        case (.post, "/v1/nodes/{id}/join-token"):
+            return ("/v1/nodes/\(spare)/join-token", .platform, #"{"expiresInMinutes":5}"#)
         case (.post, let path) where path.hasPrefix("/v1/nodes/{id}/"):
             return (path.replacingOccurrences(of: "{id}", with: spare.rawValue), .platform, nil)
         case (.get, "/v1/quotas"): return ("/v1/quotas?tenant=\(tenant)", .tenant(tenant), nil)

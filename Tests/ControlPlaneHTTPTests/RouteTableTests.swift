@@ -1,4 +1,5 @@
 import CaduceusTesting
+import ControlPlane
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -24,6 +25,28 @@ struct RouteTableTests {
             let table = Set(APIRoutes.all.map { "\($0.method.rawValue) \($0.path)" })
             #expect(
                 registered == table,
+                "only registered: \(registered.subtracting(table)); only in table: \(table.subtracting(registered))")
+        }
+    }
+
+    @Test("the agent listener registers exactly the agent routes of the table")
+    func agentRouterMatchesTable() async throws {
+        try await Harness.with { h in
+            let directory = FileManager.default.temporaryDirectory.path + "/caduceus-ca-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let ca = try InternalCA.loadOrCreate(directory: directory, hostNames: ["localhost"])
+            let agents = try await h.plane.enableRemoteAgents(
+                issuer: ca, settings: .init(logDirectory: directory + "/logs"))
+            let router = AgentListener.makeRouter(
+                plane: h.plane, agents: agents, peers: PeerRegistry(), logger: Logger(label: "test"))
+            let registered = Set(router.routes.map { "\($0.method.rawValue) \($0.path.description)" })
+            let table = Set(
+                APIRoutes.agentListener.map {
+                    "\($0.method.rawValue) \($0.path.replacingOccurrences(of: "{job}", with: "{id}"))"
+                })
+            #expect(registered.count == APIRoutes.agentListener.count)
+            #expect(
+                Set(registered.map { $0.replacingOccurrences(of: "{job}", with: "{id}") }) == table,
                 "only registered: \(registered.subtracting(table)); only in table: \(table.subtracting(registered))")
         }
     }

@@ -140,7 +140,17 @@ public final class LocalExecutor: Sendable {
 
     /// Erases every job's scratch folder (a node changing tenant); returns the files erased.
     public func eraseAllScratch() -> Int {
-        guard let directory = opendir(settings.root) else { return 0 }
+        jobFolders().reduce(0) { $0 + Files.erase(settings.root + "/" + $1 + "/scratch") }
+    }
+
+    /// Reclaims every job that left a folder and that this executor does not run (an agent starting after a
+    /// crash: whatever its jobs left running is killed); returns the processes killed.
+    public func reclaimAll() -> Int {
+        jobFolders().compactMap { JobID(rawValue: $0) }.filter { !isRunning($0) }.reduce(0) { $0 + reclaim($1) }
+    }
+
+    private func jobFolders() -> [String] {
+        guard let directory = opendir(settings.root) else { return [] }
         var names: [String] = []
         while let entry = readdir(directory) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) {
@@ -149,7 +159,7 @@ public final class LocalExecutor: Sendable {
             if name != "." && name != ".." { names.append(name) }
         }
         closedir(directory)
-        return names.reduce(0) { $0 + Files.erase(settings.root + "/" + $1 + "/scratch") }
+        return names.sorted()
     }
 
     /// Up to `limit` bytes of a job's log from `offset`, and the log's size; nil when the job has no log.
