@@ -108,10 +108,11 @@ final class TestServer {
     let output: Collector
     let errors: Collector
 
-    init(data: String, environment: [String: String] = [:]) throws {
+    init(data: String, environment: [String: String] = [:], arguments: [String] = []) throws {
         self.data = data
         process.executableURL = CLI.executable
-        process.arguments = ["serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--agent-listen", "127.0.0.1:0"]
+        process.arguments =
+            ["serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--agent-listen", "127.0.0.1:0"] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let stdout = Pipe()
         let stderr = Pipe()

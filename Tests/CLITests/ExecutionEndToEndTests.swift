@@ -89,8 +89,9 @@ struct ExecutionEndToEndTests {
             submit + ["--class", "training", "--gpus-per-node", "1", "--", "/bin/sleep", "300"], as: "rita")
         _ = try wait(for: interrupted, in: ["running"], session, as: "rita")
         server.stop()
+        // (The flag this time, the environment before.)
         let restarted = try TestServer(
-            data: server.data, environment: ["CADUCEUS_FAKE_GPUS": "2", "CADUCEUS_STOP_GRACE_SECONDS": "1"])
+            data: server.data, environment: ["CADUCEUS_STOP_GRACE_SECONDS": "1"], arguments: ["--fake-gpus", "2"])
         defer { restarted.stop() }
         let after = CLISession(scratch: scratch, server: restarted)
         let lost = try wait(for: interrupted, in: ["failed"], after, as: "rita")

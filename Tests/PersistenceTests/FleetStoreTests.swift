@@ -98,6 +98,36 @@ struct FleetStoreTests {
         }
     }
 
+    @Test("agent records keep the pending join token and the current certificate; nodes keep being unreachable")
+    func agents() async throws {
+        try await withFleet { f in
+            var gpu = node("gpu-01", f)
+            try await f.store.insertNode(gpu)
+            let pending = AgentRecord(
+                node: gpu.id, joinTokenHash: "ab12", joinTokenExpiresAt: now.adding(milliseconds: 60_000))
+            try await f.store.saveAgent(pending)
+            #expect(try await f.store.agent(node: gpu.id) == pending)
+            #expect(try await f.store.agent(joinTokenHash: "ab12") == pending)
+            #expect(try await f.store.agent(joinTokenHash: "cd34") == nil)
+            #expect(try await f.store.enrolledAgents().isEmpty, "a token alone is no enrolment")
+            var enrolled = pending
+            enrolled.joinTokenHash = nil
+            enrolled.joinTokenExpiresAt = nil
+            enrolled.certificateSerial = "0a0b"
+            enrolled.certificateExpiresAt = now.adding(milliseconds: 86_400_000)
+            enrolled.enrolledAt = now
+            enrolled.hostName = "gpu-01"
+            try await f.store.saveAgent(enrolled)
+            #expect(try await f.store.agent(joinTokenHash: "ab12") == nil, "a token is used once")
+            #expect(try await f.store.enrolledAgents() == [enrolled])
+            gpu.unreachableSince = now
+            gpu.gpus[0].uuid = "GPU-found-0"
+            try await f.store.updateNode(gpu)
+            #expect(try await f.store.node(id: gpu.id) == gpu)
+            #expect(try await f.store.node(id: gpu.id)?.schedulable == false)
+        }
+    }
+
     @Test("a quota is set, replaced and listed per tenant")
     func quotas() async throws {
         try await withFleet { f in
