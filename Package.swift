@@ -54,6 +54,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "Scheduling", dependencies: ["CaduceusCore"], swiftSettings: strict),
+        .target(
+            name: "Sealing",
+            dependencies: ["CaduceusCore", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
         .target(name: "NodeAgent", dependencies: ["CaduceusCore"], swiftSettings: strict),
         .executableTarget(name: "caduceus-gpu", dependencies: ["CaduceusCore", "NodeAgent"], swiftSettings: strict),
         .target(
@@ -148,6 +153,7 @@ let package = Package(
                 "NodeAgent",
                 "RemoteAgent",
                 "Scheduling",
+                "Sealing",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -162,6 +168,12 @@ let package = Package(
         ),
         .testTarget(name: "CaduceusCoreTests", dependencies: ["CaduceusCore"], swiftSettings: strict),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "CaduceusCore"], swiftSettings: strict),
+        .testTarget(
+            name: "SealingTests",
+            dependencies: ["Sealing", "CaduceusCore", .product(name: "Crypto", package: "swift-crypto")],
+            exclude: ["Vectors"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "CaduceusCore"], swiftSettings: strict),
         .testTarget(
             name: "EmbeddedAgentTests",
