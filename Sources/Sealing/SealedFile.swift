@@ -1,5 +1,6 @@
 import CaduceusCore
 import Crypto
+import Foundation
 
 #if canImport(Glibc)
 import Glibc
@@ -34,13 +35,13 @@ public enum SealedFile {
             let step = sealer.header.plaintextPerChunk
             var offset = 0
             while true {
-                let bytes = try source.read(at: offset, count: step)
+                let bytes = try source.readData(at: offset, count: step)
                 if bytes.isEmpty { break }
                 digest.update(data: bytes)
-                try target.write(try sealer.append(bytes))
+                for chunk in try sealer.append(bytes) { try target.write(chunk) }
                 offset += bytes.count
             }
-            try target.write(try sealer.finish())
+            for chunk in try sealer.finish() { try target.write(chunk) }
             try target.sync()
             target.close()
         } catch {
@@ -57,10 +58,11 @@ public enum SealedFile {
     }
 
     /// Opens the sealed file at `path` and hands `range` of its plaintext (all of it when nil) to `sink`, in
-    /// order, a chunk at a time; every chunk read is verified before any of its bytes reach the sink.
+    /// order, a chunk at a time; every chunk read is verified before any of its bytes reach the sink. The
+    /// bytes are valid only during the call (one buffer serves every chunk).
     public static func open(
         path: String, dataKey: SymmetricKey, range: Range<UInt64>? = nil,
-        sink: ([UInt8]) throws(CaduceusError) -> Void
+        sink: (UnsafeRawBufferPointer) throws(CaduceusError) -> Void
     ) throws(CaduceusError) {
         let file = try File(path: path, write: false)
         defer { file.close() }
@@ -71,14 +73,29 @@ public enum SealedFile {
         guard wanted.upperBound <= length else {
             throw SealError.invalid("the range \(wanted) is past the object's \(length) bytes")
         }
-        let per = UInt64(opener.header.plaintextPerChunk)
+        let per = opener.header.plaintextPerChunk
+        let sealed = UnsafeMutableRawBufferPointer.allocate(byteCount: opener.header.chunkSize, alignment: 64)
+        let plaintext = UnsafeMutableRawBufferPointer.allocate(byteCount: per, alignment: 64)
+        defer {
+            // Plaintext does not outlive its use.
+            plaintext.initializeMemory(as: UInt8.self, repeating: 0)
+            sealed.deallocate()
+            plaintext.deallocate()
+        }
         for index in opener.chunks(covering: wanted) {
             let (offset, size) = opener.header.location(ofChunk: index)
-            let plaintext = try opener.open(chunk: index, try file.read(at: offset, count: size))
-            let start = UInt64(index) * per
+            let into = UnsafeMutableRawBufferPointer(rebasing: sealed[0..<size])
+            guard try file.read(at: offset, into: into) == size else {
+                throw SealError.integrity("the object ends inside chunk \(index)")
+            }
+            let count = size - SealHeader.chunkOverhead
+            try opener.open(
+                chunk: index, UnsafeRawBufferPointer(into),
+                into: UnsafeMutableRawBufferPointer(rebasing: plaintext[0..<count]))
+            let start = UInt64(index) * UInt64(per)
             let from = Int(max(wanted.lowerBound, start) - start)
-            let to = Int(min(wanted.upperBound, start + UInt64(plaintext.count)) - start)
-            if from < to { try sink(Array(plaintext[from..<to])) }
+            let to = Int(min(wanted.upperBound, start + UInt64(count)) - start)
+            if from < to { try sink(UnsafeRawBufferPointer(rebasing: plaintext[from..<to])) }
         }
     }
 
@@ -164,10 +181,41 @@ struct File: ~Copyable {
         return bytes
     }
 
-    func write(_ bytes: [UInt8]) throws(CaduceusError) {
+    /// Reads into `buffer` from `offset`; returns the bytes read (fewer only at the end of the file).
+    func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(CaduceusError) -> Int {
         var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, bytes.count - done) }
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw CaduceusError(code: "seal.io", message: "cannot read \(path)") }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// Like `read`, into `Data`.
+    func readData(at offset: Int, count: Int) throws(CaduceusError) -> Data {
+        var data = Data(count: count)
+        var done = 0
+        while done < count {
+            let n = data.withUnsafeMutableBytes {
+                pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done))
+            }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw CaduceusError(code: "seal.io", message: "cannot read \(path)") }
+            if n == 0 { break }
+            done += n
+        }
+        if done < count { data.removeLast(count - done) }
+        return data
+    }
+
+    func write(_ bytes: some ContiguousBytes) throws(CaduceusError) {
+        let count = bytes.withUnsafeBytes { $0.count }
+        var done = 0
+        while done < count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, count - done) }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { throw CaduceusError(code: "seal.io", message: "cannot write \(path)") }
             done += n

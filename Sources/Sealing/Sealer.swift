@@ -9,6 +9,7 @@ public struct Sealer: Sendable {
     /// The object's first 4096 bytes.
     public let headerBytes: [UInt8]
     let keys: SealKeys
+    let cipher: ChunkCipher
     let headerDigest: [UInt8]
     let nonce: @Sendable (Int) -> [UInt8]
     private var index = 0
@@ -29,65 +30,67 @@ public struct Sealer: Sendable {
             chunkSize: chunkSize, plaintextLength: plaintextLength, objectID: objectID, salt: salt, keyID: keyID,
             keyVersion: keyVersion, context: context)
         keys = SealKeys(dataKey: dataKey, salt: salt, objectID: objectID)
+        cipher = try ChunkCipher(key: keys.encryption)
         headerBytes = header.encode(commitKey: keys.commitment)
         headerDigest = Array(SHA256.hash(data: headerBytes))
         self.nonce = nonce ?? { _ in Self.random(12) }
     }
 
-    /// Seals `bytes`, the next part of the plaintext; returns the sealed chunks it completed.
-    public mutating func append(_ bytes: some Collection<UInt8>) throws(CaduceusError) -> [UInt8] {
+    /// Seals `bytes`, the next part of the plaintext; returns the sealed chunks it completed, each whole
+    /// (nonce, ciphertext, tag). A piece that holds whole chunks is sealed in place, without a copy.
+    public mutating func append(
+        _ bytes: some DataProtocol & RandomAccessCollection<UInt8>
+    ) throws(CaduceusError)
+        -> [Data]
+    {
         guard consumed + UInt64(bytes.count) <= header.plaintextLength else {
             throw SealError.invalid("more plaintext than the \(header.plaintextLength) bytes declared")
         }
         consumed += UInt64(bytes.count)
-        var output: [UInt8] = []
-        var rest = bytes[...]
-        while !rest.isEmpty {
+        var output: [Data] = []
+        var start = bytes.startIndex
+        while start != bytes.endIndex {
             let want = header.plaintextCount(ofChunk: index) - pending.count
-            let take = min(want, rest.count)
-            if pending.isEmpty && take == want {
-                // A whole chunk in the input: sealed straight from it.
-                try sealChunk(Array(rest.prefix(take)), into: &output)
+            let end = bytes.index(start, offsetBy: min(want, bytes.distance(from: start, to: bytes.endIndex)))
+            if pending.isEmpty && bytes.distance(from: start, to: end) == want {
+                output.append(try sealChunk(bytes[start..<end]))
             } else {
-                pending.append(contentsOf: rest.prefix(take))
+                pending.append(contentsOf: bytes[start..<end])
                 if pending.count == header.plaintextCount(ofChunk: index) {
-                    try sealChunk(pending, into: &output)
+                    output.append(try sealChunk(pending))
                     pending.removeAll(keepingCapacity: true)
                 }
             }
-            rest = rest.dropFirst(take)
+            start = end
         }
         return output
     }
 
     /// Seals what is left (the last chunk, or the one empty chunk of an empty object); throws unless exactly
     /// the declared length was appended.
-    public mutating func finish() throws(CaduceusError) -> [UInt8] {
+    public mutating func finish() throws(CaduceusError) -> [Data] {
         guard consumed == header.plaintextLength else {
             throw SealError.invalid("\(consumed) bytes of plaintext where \(header.plaintextLength) were declared")
         }
-        var output: [UInt8] = []
-        if index < header.chunkCount {
-            try sealChunk(pending, into: &output)
-            pending = []
-        }
-        return output
+        guard index < header.chunkCount else { return [] }
+        defer { pending = [] }
+        return [try sealChunk(pending)]
     }
 
-    private mutating func sealChunk(_ plaintext: [UInt8], into output: inout [UInt8]) throws(CaduceusError) {
+    private mutating func sealChunk(
+        _ plaintext: some DataProtocol & RandomAccessCollection<UInt8>
+    ) throws(CaduceusError) -> Data {
+        let aad = Self.aad(headerDigest, index: index, last: index == header.chunkCount - 1)
         let nonceBytes = nonce(index)
-        do {
-            let box = try AES.GCM.seal(
-                plaintext, using: keys.encryption, nonce: try AES.GCM.Nonce(data: nonceBytes),
-                authenticating: Self.aad(headerDigest, index: index, last: index == header.chunkCount - 1))
-            output.reserveCapacity(output.count + plaintext.count + SealHeader.chunkOverhead)
-            output.append(contentsOf: nonceBytes)
-            output.append(contentsOf: box.ciphertext)
-            output.append(contentsOf: box.tag)
-        } catch {
-            throw SealError.invalid("cannot seal chunk \(index): \(error)")
+        var chunk = Data(count: plaintext.count + SealHeader.chunkOverhead)
+        let sealed = chunk.withUnsafeMutableBytes { out in
+            plaintext.withContiguousStorageIfAvailable { input in
+                cipher.seal(UnsafeRawBufferPointer(input), nonce: nonceBytes, aad: aad, into: out)
+            } ?? Array(plaintext).withUnsafeBytes { cipher.seal($0, nonce: nonceBytes, aad: aad, into: out) }
         }
+        guard sealed else { throw SealError.invalid("cannot seal chunk \(index)") }
         index += 1
+        return chunk
     }
 
     /// `SHA-256(header) ‖ u64(i) ‖ u8(last)`.
@@ -107,6 +110,7 @@ public struct Sealer: Sendable {
 public struct Opener: Sendable {
     public let header: SealHeader
     let keys: SealKeys
+    let cipher: ChunkCipher
     let headerDigest: [UInt8]
 
     /// Checks the header's tag under `dataKey` before reading any field; throws `seal.integrity` for a wrong
@@ -123,6 +127,7 @@ public struct Opener: Sendable {
         else { throw SealError.integrity("the header does not verify: wrong key, or the object was altered") }
         header = try SealHeader.parse(bytes)
         self.keys = keys
+        cipher = try ChunkCipher(key: keys.encryption)
         headerDigest = Array(SHA256.hash(data: bytes))
     }
 
@@ -134,8 +139,8 @@ public struct Opener: Sendable {
         }
     }
 
-    /// Opens chunk `index` from its sealed bytes.
-    public func open(chunk index: Int, _ sealed: some Collection<UInt8>) throws(CaduceusError) -> [UInt8] {
+    /// Opens chunk `index` from its sealed bytes (nonce ‖ ciphertext ‖ tag).
+    public func open(chunk index: Int, _ sealed: Data) throws(CaduceusError) -> Data {
         guard (0..<header.chunkCount).contains(index) else {
             throw SealError.invalid("chunk \(index) is past the object's \(header.chunkCount) chunks")
         }
@@ -143,18 +148,38 @@ public struct Opener: Sendable {
         guard sealed.count == expected else {
             throw SealError.integrity("chunk \(index) is \(sealed.count) bytes, not \(expected)")
         }
-        let bytes = Array(sealed)
-        do {
-            let box = try AES.GCM.SealedBox(
-                nonce: try AES.GCM.Nonce(data: bytes[0..<12]), ciphertext: bytes[12..<(bytes.count - 16)],
-                tag: bytes[(bytes.count - 16)...])
-            return Array(
-                try AES.GCM.open(
-                    box, using: keys.encryption,
-                    authenticating: Sealer.aad(headerDigest, index: index, last: index == header.chunkCount - 1)))
-        } catch {
+        let aad = Sealer.aad(headerDigest, index: index, last: index == header.chunkCount - 1)
+        var plaintext = Data(count: expected - SealHeader.chunkOverhead)
+        let opened = plaintext.withUnsafeMutableBytes { out in
+            sealed.withUnsafeBytes { cipher.open($0, aad: aad, into: out) }
+        }
+        guard opened else {
             throw SealError.integrity("chunk \(index) does not verify: the object was altered or reordered")
         }
+        return plaintext
+    }
+
+    /// Opens chunk `index` from its sealed bytes into `plaintext`, which must be exactly the chunk's plaintext
+    /// size (a caller streaming many chunks reuses one buffer).
+    public func open(
+        chunk index: Int, _ sealed: UnsafeRawBufferPointer, into plaintext: UnsafeMutableRawBufferPointer
+    ) throws(CaduceusError) {
+        guard (0..<header.chunkCount).contains(index) else {
+            throw SealError.invalid("chunk \(index) is past the object's \(header.chunkCount) chunks")
+        }
+        let expected = header.location(ofChunk: index).size
+        guard sealed.count == expected, plaintext.count == expected - SealHeader.chunkOverhead else {
+            throw SealError.integrity("chunk \(index) is \(sealed.count) bytes, not \(expected)")
+        }
+        let aad = Sealer.aad(headerDigest, index: index, last: index == header.chunkCount - 1)
+        guard cipher.open(sealed, aad: aad, into: plaintext) else {
+            throw SealError.integrity("chunk \(index) does not verify: the object was altered or reordered")
+        }
+    }
+
+    /// Opens chunk `index` from its sealed bytes.
+    public func open(chunk index: Int, _ sealed: some Collection<UInt8>) throws(CaduceusError) -> [UInt8] {
+        Array(try open(chunk: index, Data(sealed)))
     }
 
     /// The chunks holding plaintext bytes `range` (an empty range still names the chunk it falls in).

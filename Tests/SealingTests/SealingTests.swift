@@ -37,10 +37,11 @@ struct SealingTests {
         while offset < plaintext.count {
             let step = pieces ?? Int(generator.next() % 9_000) + 1
             let end = min(plaintext.count, offset + step)
-            output += try sealer.append(plaintext[offset..<end])
+            for chunk in try sealer.append(plaintext[offset..<end]) { output += chunk }
             offset = end
         }
-        return output + (try sealer.finish())
+        for chunk in try sealer.finish() { output += chunk }
+        return output
     }
 
     static func open(_ sealed: [UInt8], key: SymmetricKey = key, range: Range<UInt64>? = nil) throws -> [UInt8] {
@@ -100,6 +101,7 @@ struct SealingTests {
             dataKey: Self.key, keyID: Array(repeating: 0, count: 16), keyVersion: 1, plaintextLength: 10,
             chunkSize: 4096, context: "")
         #expect(throws: CaduceusError.self) { _ = try sealer.append([UInt8](repeating: 1, count: 11)) }
+        #expect(try sealer.append([UInt8]()).isEmpty)
         _ = try sealer.append([UInt8](repeating: 1, count: 9))
         #expect(throws: CaduceusError.self) { _ = try sealer.finish() }
         #expect(throws: CaduceusError.self) {
@@ -170,10 +172,10 @@ struct SealingTests {
         #expect(sealed.plaintextSHA256 == SHA256.hash(data: plaintext).map { String(format: "%02x", $0) }.joined())
         #expect(!FileManager.default.fileExists(atPath: directory + "/out.partial"))
         var whole: [UInt8] = []
-        try SealedFile.open(path: directory + "/out", dataKey: Self.key) { whole += $0 }
+        try SealedFile.open(path: directory + "/out", dataKey: Self.key) { whole += Array($0) }
         #expect(whole == plaintext)
         var part: [UInt8] = []
-        try SealedFile.open(path: directory + "/out", dataKey: Self.key, range: 8000..<20_000) { part += $0 }
+        try SealedFile.open(path: directory + "/out", dataKey: Self.key, range: 8000..<20_000) { part += Array($0) }
         #expect(part == Array(plaintext[8000..<20_000]))
         let bytes = try Data(contentsOf: URL(fileURLWithPath: directory + "/out"))
         try bytes.prefix(bytes.count - 5).write(to: URL(fileURLWithPath: directory + "/cut"))
