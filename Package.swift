@@ -67,6 +67,7 @@ let package = Package(
                 "CaduceusCore",
                 "Identity",
                 "Scheduling",
+                "Sealing",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "SQLiteKit", package: "sqlite-kit"),
@@ -80,6 +81,7 @@ let package = Package(
                 "CaduceusCore",
                 "Identity",
                 "Scheduling",
+                "Sealing",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -94,6 +96,7 @@ let package = Package(
                 "Identity",
                 "Persistence",
                 "Scheduling",
+                "Sealing",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -136,7 +139,7 @@ let package = Package(
         .target(
             name: "CaduceusTesting",
             dependencies: [
-                "AuditLog", "CaduceusCore", "ControlPlane", "Identity", "Persistence", "Scheduling",
+                "AuditLog", "CaduceusCore", "ControlPlane", "Identity", "Persistence", "Scheduling", "Sealing",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
@@ -196,7 +199,7 @@ let package = Package(
             name: "ControlPlaneHTTPTests",
             dependencies: [
                 "ControlPlaneHTTP", "ControlPlane", "Identity", "AuditLog", "CaduceusCore", "CaduceusTesting", "Persistence",
-                "Scheduling",
+                "Scheduling", "Sealing",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -139,6 +139,14 @@ public enum Permission: String, Codable, Sendable, CaseIterable, Comparable {
     case jobInspect = "job.inspect"
     /// Cancel jobs.
     case jobCancel = "job.cancel"
+    /// Create datasets and upload objects into them.
+    case datasetWrite = "dataset.write"
+    /// See datasets and their objects' metadata (not their contents: that is `phi.read`).
+    case datasetRead = "dataset.read"
+    /// Rotate tenant key-encryption keys.
+    case keyManage = "key.manage"
+    /// See key versions and how many data keys each wraps.
+    case keyRead = "key.read"
 
     public static func < (lhs: Permission, rhs: Permission) -> Bool { lhs.rawValue < rhs.rawValue }
 }

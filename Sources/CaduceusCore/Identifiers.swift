@@ -149,3 +149,31 @@ public struct SanitizationID: TypedID {
     public let rawValue: String
     public init(unchecked rawValue: String) { self.rawValue = rawValue }
 }
+
+/// A dataset: sealed objects of one project, under one data key.
+public struct DatasetID: TypedID {
+    public static let prefix = "dst"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
+}
+
+/// A sealed object of a dataset (its hex body is the object id in the sealed header).
+public struct ObjectID: TypedID {
+    public static let prefix = "obj"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
+}
+
+/// A dataset's data key (its hex body is the key id in the sealed header).
+public struct DataKeyID: TypedID {
+    public static let prefix = "dk"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
+}
+
+/// A project's grant to read a dataset, for a purpose of use.
+public struct DatasetGrantID: TypedID {
+    public static let prefix = "dgr"
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
+}

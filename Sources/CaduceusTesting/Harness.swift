@@ -5,6 +5,7 @@ import Crypto
 import Foundation
 import Identity
 import Persistence
+import Sealing
 
 /// A clock tests move by hand.
 public final class TestClock: WallClock, @unchecked Sendable {
@@ -45,6 +46,11 @@ public struct Harness: Sendable {
             hasher: PasswordHasher(logN: 10),
             totpBox: SecretBox(rootKey: SymmetricKey(size: .bits256), purpose: "totp"),
             settings: ControlPlaneSettings(sessions: try SessionRules(idleMinutes: 15)))
+        plane.enableDatasets(
+            DatasetSettings(
+                store: database.datasets, root: KeyFileRootKeyProvider(rootKey: SymmetricKey(size: .bits256)),
+                files: ObjectFiles(root: directory + "/objects"), storageResidency: Residency(rawValue: "US")!,
+                auditDirectory: directory + "/audit", auditVerifierKey: keys.signer.verifierKey))
         guard let admin = try await plane.bootstrapIfEmpty() else {
             throw CaduceusError(code: "test", message: "no admin")
         }

@@ -38,6 +38,8 @@ public final class ControlPlane: Sendable {
     let lastScrubs = Mutex<[NodeID: [String: GPUScrubView]]>([:])
     /// The remote agents' runner and the CA that signs their certificates, once enabled.
     let remote = Mutex<(agents: RemoteAgents, issuer: any NodeCertificateIssuer)?>(nil)
+    /// How sealed datasets are kept, once enabled.
+    let datasetSettings = Mutex<DatasetSettings?>(nil)
     let logger: Logger
 
     /// Creates the control plane over its stores and audit trail.

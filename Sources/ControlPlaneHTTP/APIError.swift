@@ -46,7 +46,9 @@ public struct APIError: HTTPResponseError {
         case "auth.forbidden", "auth.passwordChangeRequired": .forbidden
         case "notFound": .notFound
         case "conflict", "store.conflict", "node.transition", "node.busy", "job.transition": .conflict
-        case "job.infeasible": .unprocessableContent
+        case "job.infeasible", "input.digestMismatch": .unprocessableContent
+        case "input.range": .rangeNotSatisfiable
+        case "seal.integrity", "keys.unwrap", "keys.missing": .internalServerError
         case "rateLimited": .tooManyRequests
         case "audit.unavailable", "store.failure", "audit.closed", "audit.io": .serviceUnavailable
         default:

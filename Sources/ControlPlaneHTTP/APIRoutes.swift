@@ -47,7 +47,7 @@ public struct RouteSpec: Sendable {
 /// The API's routes.
 public enum APIRoutes {
     /// Every route: accounts and tenancy, then the fleet and jobs.
-    public static let all: [RouteSpec] = identity + fleet + enrolment
+    public static let all: [RouteSpec] = identity + fleet + enrolment + datasets
 
     static let identity: [RouteSpec] = [
         .init(method: .get, path: "/healthz", summary: "Liveness", access: .open),
@@ -158,6 +158,7 @@ struct RouteHandlers {
         registerFleet(authed)
         registerJobs(authed)
         registerEnrolment(v1, authed, limiter: limiter)
+        registerDatasets(authed)
     }
 
     private func registerAdministration(_ authed: RouterGroup<APIContext>) {

@@ -29,8 +29,8 @@ public enum OpenAPIDocument {
             if route.path.contains("{id}") {
                 parameters.append(["name": "id", "in": "path", "required": true, "schema": ["type": "string"]])
             }
-            if route.path.contains("{job}") {
-                parameters.append(["name": "job", "in": "path", "required": true, "schema": ["type": "string"]])
+            for name in ["job", "name"] where route.path.contains("{\(name)}") {
+                parameters.append(["name": name, "in": "path", "required": true, "schema": ["type": "string"]])
             }
             if route.method == .get && route.path.hasPrefix("/v1/") && !route.path.contains("{")
                 && route.access != .authenticated || route.path == "/v1/break-glass" && route.method == .get

@@ -11,6 +11,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import Persistence
+import Sealing
 import ServiceLifecycle
 import UnixSignals
 
@@ -56,6 +57,14 @@ public enum CaduceusServer {
                 sessions: try SessionRules(
                     idleMinutes: configuration.idleTimeoutMinutes, lifetimeHours: configuration.sessionLifetimeHours)),
             logger: logger)
+        guard let storageResidency = Residency(rawValue: configuration.localResidency) else {
+            throw CaduceusError(code: "config.value", message: "localResidency is not a residency")
+        }
+        plane.enableDatasets(
+            DatasetSettings(
+                store: database.datasets, root: KeyFileRootKeyProvider(rootKey: rootKey),
+                files: ObjectFiles(root: data + "/objects"), storageResidency: storageResidency,
+                auditDirectory: data + "/audit", auditVerifierKey: auditKeys.signer.verifierKey))
         var createdBootstrapFile: String?
         if let admin = try await plane.bootstrapIfEmpty() {
             let path = data + "/bootstrap-admin.json"

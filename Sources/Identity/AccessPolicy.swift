@@ -54,21 +54,28 @@ public enum AccessPolicy {
         ],
         .securityOfficer: [
             .userRead, .userUpdate, .roleRead, .tenantRead, .projectRead, .auditRead, .breakGlassReview, .fleetRead,
-            .jobRead,
+            .jobRead, .datasetRead, .keyManage, .keyRead,
         ],
         .tenantAdmin: [
             .roleGrant, .roleRead, .tokenManage, .tenantRead, .projectCreate, .projectRead, .emergencyAccess,
-            .fleetRead, .quotaManage, .quotaRead, .jobRead,
+            .fleetRead, .quotaManage, .quotaRead, .jobRead, .datasetRead, .keyManage, .keyRead,
         ],
         .researcher: [
             .projectRead, .phiRead, .emergencyAccess, .quotaRead, .jobSubmit, .jobRead, .jobInspect, .jobCancel,
+            .datasetWrite, .datasetRead,
         ],
-        .auditor: [.userRead, .roleRead, .tenantRead, .projectRead, .auditRead, .fleetRead, .quotaRead, .jobRead],
-        .service: [.projectRead, .phiRead, .quotaRead, .jobSubmit, .jobRead, .jobInspect, .jobCancel],
+        .auditor: [
+            .userRead, .roleRead, .tenantRead, .projectRead, .auditRead, .fleetRead, .quotaRead, .jobRead,
+            .datasetRead, .keyRead,
+        ],
+        .service: [
+            .projectRead, .phiRead, .quotaRead, .jobSubmit, .jobRead, .jobInspect, .jobCancel, .datasetWrite,
+            .datasetRead,
+        ],
     ]
 
     /// What an open break-glass grant adds, across its whole tenant.
-    public static let emergencyPermissions: Set<Permission> = [.phiRead, .projectRead, .tenantRead]
+    public static let emergencyPermissions: Set<Permission> = [.phiRead, .projectRead, .tenantRead, .datasetRead]
 
     /// Decides whether `principal` may use `permission` on something in `target` at `now`.
     public static func decide(

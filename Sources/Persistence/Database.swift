@@ -11,6 +11,8 @@ public final class Database: Sendable {
     public let identity: SQLIdentityStore
     /// The fleet and job store over it, sharing the identity store's lock (one connection, one writer).
     public let fleet: SQLFleetStore
+    /// Datasets, keys and objects, on the same lock.
+    public let datasets: SQLDatasetStore
     private let connection: SQLiteConnection
 
     private init(connection: SQLiteConnection) {
@@ -19,6 +21,7 @@ public final class Database: Sendable {
         let lock = AsyncLock()
         self.identity = SQLIdentityStore(db: sql, lock: lock)
         self.fleet = SQLFleetStore(db: sql, lock: lock)
+        self.datasets = SQLDatasetStore(db: sql, lock: lock)
     }
 
     /// Opens (creating if needed) the SQLite database at `path`, or an in-memory one when nil, and applies

@@ -126,6 +126,49 @@ enum Migrations {
                 """,
                 "ALTER TABLE nodes ADD COLUMN unreachable_since BIGINT",
             ]),
+        Migration(
+            version: 5, name: "datasets-and-keys",
+            statements: [
+                """
+                CREATE TABLE tenant_keys (
+                    tenant_id TEXT NOT NULL REFERENCES tenants(id), version INTEGER NOT NULL, wrapped TEXT NOT NULL,
+                    created_at BIGINT NOT NULL, PRIMARY KEY (tenant_id, version))
+                """,
+                """
+                CREATE TABLE patient_index_keys (
+                    tenant_id TEXT PRIMARY KEY REFERENCES tenants(id), wrapped TEXT NOT NULL)
+                """,
+                """
+                CREATE TABLE datasets (
+                    id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                    project_id TEXT NOT NULL REFERENCES projects(id), name TEXT NOT NULL, classification TEXT NOT NULL,
+                    residency TEXT NOT NULL, retention_years INTEGER NOT NULL, lifecycle TEXT NOT NULL,
+                    legal_hold INTEGER NOT NULL, created_at BIGINT NOT NULL, created_by TEXT NOT NULL,
+                    shredded_at BIGINT, UNIQUE (project_id, name))
+                """,
+                "CREATE INDEX datasets_tenant ON datasets (tenant_id, id)",
+                """
+                CREATE TABLE data_keys (
+                    id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                    dataset_id TEXT NOT NULL UNIQUE REFERENCES datasets(id), kek_version INTEGER NOT NULL,
+                    wrapped TEXT, created_at BIGINT NOT NULL)
+                """,
+                "CREATE INDEX data_keys_tenant ON data_keys (tenant_id)",
+                """
+                CREATE TABLE dataset_objects (
+                    id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL REFERENCES datasets(id), name TEXT NOT NULL,
+                    plaintext_bytes BIGINT NOT NULL, sealed_bytes BIGINT NOT NULL, sha256 TEXT NOT NULL,
+                    chunk_size INTEGER NOT NULL, tier TEXT NOT NULL, created_at BIGINT NOT NULL,
+                    created_by TEXT NOT NULL, last_read_at BIGINT, patients INTEGER NOT NULL,
+                    UNIQUE (dataset_id, name))
+                """,
+                """
+                CREATE TABLE object_patients (
+                    tenant_id TEXT NOT NULL REFERENCES tenants(id), patient_hash TEXT NOT NULL,
+                    object_id TEXT NOT NULL REFERENCES dataset_objects(id) ON DELETE CASCADE,
+                    PRIMARY KEY (tenant_id, patient_hash, object_id))
+                """,
+            ]),
     ]
 
     /// Applies every migration not yet applied; returns the versions applied now.

@@ -144,7 +144,7 @@ public enum SealedFile {
 }
 
 /// A file descriptor with positioned reads and whole writes.
-struct File: ~Copyable {
+final class File: Sendable {
     let fd: Int32
     let path: String
 

@@ -11,7 +11,8 @@ struct Caduceus: AsyncParsableCommand {
             UserCommand.self, RoleCommand.self, TokenCommand.self, TenantCommand.self, ProjectCommand.self,
             BreakGlassCommand.self, RegionCommand.self, SiteCommand.self, FabricCommand.self, NodeCommand.self,
             QuotaCommand.self, JobCommand.self, OpenAPICommand.self, AuditCommand.self, BenchCommand.self,
-            SimCommand.self, AgentCommand.self, SealCommand.self,
+            SimCommand.self, AgentCommand.self, SealCommand.self, DatasetCommand.self, KeyCommand.self,
+            ReportCommand.self,
         ]
     )
 }

@@ -1,0 +1,157 @@
+import CaduceusCore
+import ControlPlane
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Sealing
+
+extension APIRoutes {
+    /// Sealed datasets, keys and the PHI access report.
+    static let datasets: [RouteSpec] = [
+        .init(
+            method: .post, path: "/v1/datasets", summary: "Create a dataset (with its data key)",
+            access: .permission(.datasetWrite), body: CreateDatasetRequest.self),
+        .init(
+            method: .get, path: "/v1/datasets", summary: "List datasets", access: .permission(.datasetRead),
+            filters: ["tenant", "project"]),
+        .init(method: .get, path: "/v1/datasets/{id}", summary: "Show a dataset", access: .permission(.datasetRead)),
+        .init(
+            method: .get, path: "/v1/datasets/{id}/objects", summary: "List a dataset's objects (metadata)",
+            access: .permission(.datasetRead)),
+        .init(
+            method: .put, path: "/v1/datasets/{id}/objects/{name}",
+            summary:
+                "Upload an object: raw body, sealed as it arrives (Content-Length or X-Caduceus-Length; optional X-Caduceus-SHA256 and X-Caduceus-Patients)",
+            access: .permission(.datasetWrite)),
+        .init(
+            method: .get, path: "/v1/datasets/{id}/objects/{name}",
+            summary: "Download an object (HTTP Range supported); audited before the first byte",
+            access: .permission(.phiRead)),
+        .init(
+            method: .get, path: "/v1/keys", summary: "A tenant's KEK versions and data keys (tenant: required)",
+            access: .permission(.keyRead), filters: ["tenant"]),
+        .init(
+            method: .post, path: "/v1/keys/{id}/rotate",
+            summary: "Rotate a tenant's KEK (id: the tenant); data keys are re-wrapped, objects untouched",
+            access: .permission(.keyManage)),
+        .init(
+            method: .post, path: "/v1/reports/phi-access",
+            summary: "Every access to data holding a patient, from the verified audit trail",
+            access: .permission(.auditRead), body: PHIAccessReportRequest.self),
+    ]
+}
+
+extension HTTPField.Name {
+    static let caduceusLength = Self("X-Caduceus-Length")!
+    static let caduceusSHA256 = Self("X-Caduceus-SHA256")!
+    static let caduceusPatients = Self("X-Caduceus-Patients")!
+}
+
+extension RouteHandlers {
+    func registerDatasets(_ authed: RouterGroup<APIContext>) {
+        post(authed, "/datasets") { [plane] request, context in
+            try JSONBody.reply(
+                try await plane.createDataset(
+                    context.info, try await JSONBody.decode(CreateDatasetRequest.self, from: request)),
+                status: .created)
+        }
+        authed.get("/datasets") { [plane] request, context in
+            let page = try JSONBody.page(request)
+            return try JSONBody.response(
+                try await plane.listDatasets(
+                    context.info, tenant: try Self.filter(TenantID.self, "tenant", request),
+                    project: try Self.filter(ProjectID.self, "project", request), after: page.after, limit: page.limit))
+        }
+        authed.get("/datasets/:id") { [plane] _, context in
+            try JSONBody.response(try await plane.showDataset(context.info, try Self.id(DatasetID.self, context)))
+        }
+        authed.get("/datasets/:id/objects") { [plane] request, context in
+            let page = try JSONBody.page(request)
+            return try JSONBody.response(
+                try await plane.listObjects(
+                    context.info, try Self.id(DatasetID.self, context), after: page.after, limit: page.limit))
+        }
+        authed.put("/datasets/:id/objects/:name") { [plane] request, context in
+            let headers = request.headers
+            let length = (headers[.contentLength] ?? headers[.caduceusLength]).flatMap { Int64($0) }
+            let patients =
+                headers[.caduceusPatients].map { $0.split(separator: ",").map(String.init).filter { !$0.isEmpty } }
+                ?? []
+            let object = try await plane.uploadObject(
+                context.info, dataset: try Self.id(DatasetID.self, context), name: context.parameters.get("name") ?? "",
+                length: length, sha256: headers[.caduceusSHA256], patients: patients,
+                body: request.body.map { Array($0.readableBytesView) })
+            return try JSONBody.response(object, status: .created)
+        }
+        authed.get("/datasets/:id/objects/:name") { [plane] request, context in
+            let range = try Self.byteRange(request.headers[.range])
+            let opened = try await plane.openObject(
+                context.info, dataset: try Self.id(DatasetID.self, context), name: context.parameters.get("name") ?? "",
+                range: range)
+            return Self.stream(opened, opened.range, partial: range != nil, size: UInt64(opened.object.bytes))
+        }
+        authed.get("/keys") { [plane] request, context in
+            guard let tenant = try Self.filter(TenantID.self, "tenant", request) else {
+                throw Failure.invalid("tenant: required")
+            }
+            return try JSONBody.response(try await plane.keyStatus(context.info, tenant: tenant))
+        }
+        post(authed, "/keys/:id/rotate") { [plane] _, context in
+            try JSONBody.reply(try await plane.rotateKey(context.info, tenant: try Self.id(TenantID.self, context)))
+        }
+        authed.post("/reports/phi-access") { [plane] request, context in
+            try JSONBody.response(
+                try await plane.phiAccessReport(
+                    context.info, try await JSONBody.decode(PHIAccessReportRequest.self, from: request)))
+        }
+    }
+
+    static func byteRange(_ header: String?) throws -> ByteRange? {
+        guard let header else { return nil }
+        guard header.hasPrefix("bytes="), !header.contains(",") else {
+            throw Failure.invalid("Range: one range of bytes, e.g. bytes=0-1023")
+        }
+        let parts = header.dropFirst(6).split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2, !(parts[0].isEmpty && parts[1].isEmpty) else {
+            throw Failure.invalid("Range: one range of bytes, e.g. bytes=0-1023")
+        }
+        let start = parts[0].isEmpty ? nil : UInt64(parts[0])
+        let end = parts[1].isEmpty ? nil : UInt64(parts[1])
+        guard parts[0].isEmpty || start != nil, parts[1].isEmpty || end != nil else {
+            throw Failure.invalid("Range: one range of bytes, e.g. bytes=0-1023")
+        }
+        return ByteRange(start: start, end: end)
+    }
+
+    /// Streams `wanted` of an opened object: each chunk is read, verified and opened straight into the
+    /// buffer that goes out; a chunk that fails verification ends the response early (never wrong bytes).
+    static func stream(_ opened: OpenedObject, _ wanted: Range<UInt64>, partial: Bool, size: UInt64) -> Response {
+        var headers: HTTPFields = [
+            .contentType: "application/octet-stream", .acceptRanges: "bytes",
+            .eTag: "\"sha256:\(opened.object.sha256)\"",
+        ]
+        if partial { headers[.contentRange] = "bytes \(wanted.lowerBound)-\(wanted.upperBound - 1)/\(size)" }
+        if wanted.isEmpty && partial { headers[.contentRange] = "bytes */\(size)" }
+        let reader = opened.reader
+        let per = UInt64(reader.header.plaintextPerChunk)
+        let body = ResponseBody(contentLength: Int(wanted.count)) { writer in
+            guard !wanted.isEmpty else { return try await writer.finish(nil) }
+            for index in reader.chunks(covering: wanted) {
+                let count = reader.header.plaintextCount(ofChunk: index)
+                var buffer = ByteBufferAllocator().buffer(capacity: count)
+                try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw in
+                    try reader.read(chunk: index, into: UnsafeMutableRawBufferPointer(rebasing: raw[0..<count]))
+                    return count
+                }
+                let start = UInt64(index) * per
+                let from = Int(max(wanted.lowerBound, start) - start)
+                let to = Int(min(wanted.upperBound, start + UInt64(count)) - start)
+                buffer.moveWriterIndex(to: to)
+                buffer.moveReaderIndex(to: from)
+                try await writer.write(buffer)
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: partial ? .partialContent : .ok, headers: headers, body: body)
+    }
+}

@@ -1,0 +1,160 @@
+import CaduceusCore
+import Crypto
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where sealed objects are kept: `<root>/<tier>/<dataset>/<object>` (each tier may be its own directory,
+/// e.g. a fast NVMe path and a capacity path). A file appears under its name only once whole and synced;
+/// until then it is `<name>.partial`, which a start-up sweep removes.
+public struct ObjectFiles: Sendable {
+    /// The directory of each tier.
+    public var tiers: [StorageTier: String]
+
+    /// Tiers under one root: `<root>/hot`, `<root>/warm`, …
+    public init(root: String) {
+        tiers = Dictionary(uniqueKeysWithValues: StorageTier.allCases.map { ($0, root + "/" + $0.rawValue) })
+    }
+
+    public init(tiers: [StorageTier: String]) { self.tiers = tiers }
+
+    /// The path of an object in a tier.
+    public func path(_ object: ObjectID, of dataset: DatasetID, in tier: StorageTier) -> String {
+        (tiers[tier] ?? tiers[.hot] ?? ".") + "/" + dataset.rawValue + "/" + object.rawValue
+    }
+
+    /// Starts writing a sealed object into `tier`.
+    public func writer(
+        _ object: ObjectID, of dataset: DatasetID, in tier: StorageTier, sealer: Sealer
+    ) throws(CaduceusError) -> ObjectWriter {
+        let path = path(object, of: dataset, in: tier)
+        let folder = String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
+        do {
+            try FileManager.default.createDirectory(
+                atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw CaduceusError(code: "seal.io", message: "cannot create \(folder)")
+        }
+        return try ObjectWriter(path: path, sealer: sealer)
+    }
+
+    /// Removes the `.partial` files an interrupted upload or move left; returns how many.
+    public func sweepPartials() -> Int {
+        var removed = 0
+        for directory in Set(tiers.values) {
+            guard let enumerator = FileManager.default.enumerator(atPath: directory) else { continue }
+            for case let name as String in enumerator where name.hasSuffix(".partial") {
+                if unlink(directory + "/" + name) == 0 { removed += 1 }
+            }
+        }
+        return removed
+    }
+}
+
+/// Seals an object's plaintext as it arrives into `<path>.partial`, hashing it, and renames it into place only
+/// when the whole declared length arrived and the digest matches.
+public final class ObjectWriter: @unchecked Sendable {
+    // One upload task owns a writer; it is never shared.
+    private var sealer: Sealer
+    private var digest = SHA256()
+    private let file: File
+    private let path: String
+    private var done = false
+
+    init(path: String, sealer: Sealer) throws(CaduceusError) {
+        self.path = path
+        self.sealer = sealer
+        file = try File(path: path + ".partial", write: true)
+        do {
+            try file.write(sealer.headerBytes)
+        } catch {
+            abort()
+            throw error
+        }
+    }
+
+    /// The object's header (its sizes and ids).
+    public var header: SealHeader { sealer.header }
+
+    /// Seals and writes the next plaintext bytes.
+    public func write(_ bytes: some DataProtocol & RandomAccessCollection<UInt8>) throws(CaduceusError) {
+        digest.update(data: bytes)
+        for chunk in try sealer.append(bytes) { try file.write(chunk) }
+    }
+
+    /// Finishes the object: checks the length (and the SHA-256 when one was declared), syncs, and renames it
+    /// into place. Returns the plaintext's SHA-256 (hex). On any failure nothing is left behind.
+    public func commit(expectedSHA256: String?) throws(CaduceusError) -> String {
+        do throws(CaduceusError) {
+            for chunk in try sealer.finish() { try file.write(chunk) }
+            let sha = Hex.string(digest.finalize())
+            if let expectedSHA256, expectedSHA256.lowercased() != sha {
+                throw CaduceusError(
+                    code: "input.digestMismatch",
+                    message: "the object's SHA-256 is \(sha), not the \(expectedSHA256) declared; nothing was stored")
+            }
+            try file.sync()
+            file.close()
+            guard rename(path + ".partial", path) == 0 else {
+                throw CaduceusError(code: "seal.io", message: "cannot move the object into place")
+            }
+            done = true
+            return sha
+        } catch {
+            abort()
+            throw error
+        }
+    }
+
+    /// Drops a partial object.
+    public func abort() {
+        guard !done else { return }
+        done = true
+        file.close()
+        unlink(path + ".partial")
+    }
+}
+
+/// Reads a sealed object's chunks: the header is checked on opening, the size against it, and every chunk
+/// before its plaintext is handed out.
+public final class ObjectReader: @unchecked Sendable {
+    // One download task owns a reader; it is never shared.
+    public let header: SealHeader
+    private let opener: Opener
+    private let file: File
+    private let sealed: UnsafeMutableRawBufferPointer
+
+    /// Opens the object at `path` under its data key.
+    public init(path: String, dataKey: SymmetricKey) throws(CaduceusError) {
+        file = try File(path: path, write: false)
+        do {
+            opener = try Opener(headerBytes: try file.read(at: 0, count: SealHeader.size), dataKey: dataKey)
+            try opener.check(objectSize: try file.size())
+        } catch {
+            file.close()
+            throw error
+        }
+        header = opener.header
+        sealed = UnsafeMutableRawBufferPointer.allocate(byteCount: header.chunkSize, alignment: 64)
+    }
+
+    deinit {
+        sealed.deallocate()
+        file.close()
+    }
+
+    /// Opens chunk `index` into `plaintext` (exactly the chunk's plaintext size).
+    public func read(chunk index: Int, into plaintext: UnsafeMutableRawBufferPointer) throws(CaduceusError) {
+        let (offset, size) = header.location(ofChunk: index)
+        let into = UnsafeMutableRawBufferPointer(rebasing: sealed[0..<size])
+        guard try file.read(at: offset, into: into) == size else {
+            throw SealError.integrity("the object ends inside chunk \(index)")
+        }
+        try opener.open(chunk: index, UnsafeRawBufferPointer(into), into: plaintext)
+    }
+
+    /// The chunks holding plaintext bytes `range`.
+    public func chunks(covering range: Range<UInt64>) -> ClosedRange<Int> { opener.chunks(covering: range) }
+}
