@@ -143,6 +143,8 @@ public enum Permission: String, Codable, Sendable, CaseIterable, Comparable {
     case datasetWrite = "dataset.write"
     /// See datasets and their objects' metadata (not their contents: that is `phi.read`).
     case datasetRead = "dataset.read"
+    /// Grant projects of the tenant the reading of a dataset, and revoke such grants.
+    case datasetGrant = "dataset.grant"
     /// Rotate tenant key-encryption keys.
     case keyManage = "key.manage"
     /// See key versions and how many data keys each wraps.

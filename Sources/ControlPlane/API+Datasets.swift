@@ -141,6 +141,8 @@ public struct PHIAccessReport: Codable, Sendable, Equatable {
         public var time: Timestamp
         public var actor: String
         public var actorType: String
+        /// For a job's read: the person who submitted the job.
+        public var onBehalfOf: UserID?
         public var action: String
         public var dataset: DatasetID
         public var object: ObjectID
@@ -212,5 +214,42 @@ public struct ByteRange: Sendable, Equatable {
         default:
             throw CaduceusError(code: "input.range", message: "the range is not within the object's \(length) bytes")
         }
+    }
+}
+
+public struct CreateGrantRequest: StrictDecodable, Encodable {
+    public static let schema: [String: FieldSpec] = ["project": .string, "purpose": .string]
+    /// The project of the same tenant that may read the dataset.
+    public var project: ProjectID
+    /// The HL7 purpose of use: TREAT, HRESCH, HOPERAT, PUBHLTH, HQUALIMP, CLINTRCH, PATRQT or HPAYMT.
+    public var purpose: String
+
+    public init(project: ProjectID, purpose: String) {
+        self.project = project
+        self.purpose = purpose
+    }
+
+    public static let purposes: Set<String> = [
+        "TREAT", "HRESCH", "HOPERAT", "PUBHLTH", "HQUALIMP", "CLINTRCH", "PATRQT", "HPAYMT",
+    ]
+}
+
+public struct GrantView: Codable, Sendable, Equatable {
+    public var id: DatasetGrantID
+    public var dataset: DatasetID
+    public var project: ProjectID
+    public var purpose: String
+    public var approvedBy: UserID
+    public var approvedAt: Timestamp
+    public var revokedAt: Timestamp?
+
+    init(_ record: GrantRecord) {
+        id = record.id
+        dataset = record.dataset
+        project = record.project
+        purpose = record.purpose
+        approvedBy = record.approvedBy
+        approvedAt = record.approvedAt
+        revokedAt = record.revokedAt
     }
 }

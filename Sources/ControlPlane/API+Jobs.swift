@@ -6,7 +6,7 @@ public struct SubmitJobRequest: StrictDecodable, Encodable {
         "project": .string, "class": .string, "gpusPerNode": .integer, "nodeCount": .optionalInteger,
         "allowedModels": .optionalStrings, "residency": .optionalString, "command": .string,
         "arguments": .optionalStrings, "environment": .optionalStringMap, "maxRuntimeSeconds": .optionalInteger,
-        "minRuntimeSeconds": .optionalInteger, "preemptible": .optionalBoolean,
+        "minRuntimeSeconds": .optionalInteger, "preemptible": .optionalBoolean, "datasets": .optionalStrings,
     ]
     /// The project it is charged to (its tenant's nodes run it).
     public var project: ProjectID
@@ -25,18 +25,21 @@ public struct SubmitJobRequest: StrictDecodable, Encodable {
     public var minRuntimeSeconds: Int?
     /// Default: training and batch yes, inference and interactive no.
     public var preemptible: Bool?
+    /// Datasets the job reads (its project's own, or granted to it); it then runs only where they reside.
+    public var datasets: [DatasetID]?
 
     enum CodingKeys: String, CodingKey {
         case project, jobClass = "class", gpusPerNode, nodeCount, allowedModels, residency, command, arguments
-        case environment, maxRuntimeSeconds, minRuntimeSeconds, preemptible
+        case environment, maxRuntimeSeconds, minRuntimeSeconds, preemptible, datasets
     }
 
     public init(
         project: ProjectID, jobClass: JobClass, gpusPerNode: Int, nodeCount: Int? = nil,
         allowedModels: [String]? = nil, residency: Residency? = nil, command: String, arguments: [String]? = nil,
         environment: [String: String]? = nil, maxRuntimeSeconds: Int? = nil, minRuntimeSeconds: Int? = nil,
-        preemptible: Bool? = nil
+        preemptible: Bool? = nil, datasets: [DatasetID]? = nil
     ) {
+        self.datasets = datasets
         self.project = project
         self.jobClass = jobClass
         self.gpusPerNode = gpusPerNode
@@ -53,12 +56,14 @@ public struct SubmitJobRequest: StrictDecodable, Encodable {
 
     /// The spec, with defaults filled in, for a job of `tenant`.
     func spec(tenant: TenantID) -> JobSpec {
-        JobSpec(
+        var spec = JobSpec(
             tenant: tenant, project: project, jobClass: jobClass, gpusPerNode: gpusPerNode, nodeCount: nodeCount ?? 1,
             allowedModels: allowedModels ?? [], residency: residency, command: command, arguments: arguments ?? [],
             environment: environment ?? [:], maxRuntimeSeconds: maxRuntimeSeconds ?? 86_400,
             minRuntimeSeconds: minRuntimeSeconds ?? 0,
             preemptible: preemptible ?? (jobClass == .training || jobClass == .batch))
+        spec.datasets = datasets.flatMap { $0.isEmpty ? nil : $0 }
+        return spec
     }
 }
 

@@ -34,7 +34,7 @@ public struct AuditRecorder: Sendable {
     /// Throws `audit.unavailable` when the append fails: the caller must then undo what it did.
     public func record(
         _ request: RequestInfo, _ subject: Subject, outcome: AuditEvent.Outcome, breakGlass: BreakGlassID? = nil,
-        actorOverride: (id: String, type: String)? = nil, details: JSONValue? = nil
+        actorOverride: (id: String, type: String)? = nil, details: JSONValue? = nil, purpose: String? = nil
     ) async throws {
         let actor: AuditEvent.Actor
         if let principal = request.principal {
@@ -49,7 +49,7 @@ public struct AuditRecorder: Sendable {
             session: request.principal?.session?.rawValue ?? request.principal?.token?.rawValue,
             action: subject.action, resource: .init(type: subject.resourceType, id: subject.resourceID),
             tenant: subject.tenant?.rawValue, outcome: outcome,
-            purposeOfUse: breakGlass == nil ? nil : "ETREAT", requestId: request.requestID.rawValue,
+            purposeOfUse: breakGlass == nil ? purpose : "ETREAT", requestId: request.requestID.rawValue,
             sourceAddress: request.sourceAddress.flatMap(Self.address), breakGlass: breakGlass != nil,
             breakGlassGrant: breakGlass?.rawValue)
         do {

@@ -3,6 +3,7 @@ import CaduceusCore
 import Identity
 import Logging
 import Scheduling
+import Sealing
 import Synchronization
 
 /// Signs node certificates: the internal CA in `ControlPlaneHTTP`.
@@ -247,6 +248,29 @@ extension ControlPlane {
             }
         }
         return AgentLogView(size: try agents.appendLog(job, stderr: stderr, offset: max(0, offset), bytes: bytes))
+    }
+
+    /// The inputs of a run given to the node (see `JobDatasets`).
+    public func agentJobInputs(_ request: RequestInfo, _ node: NodeID, _ key: LaunchKey) async throws -> [JobInput] {
+        try await JobDatasets(plane: self).inputs(of: try await givenLaunch(request, node, key))
+    }
+
+    /// Opens an input of a run given to the node, audited as the job's read.
+    public func agentOpenJobInput(
+        _ request: RequestInfo, _ node: NodeID, _ key: LaunchKey, object: ObjectID
+    ) async throws -> ObjectReader {
+        let launch = try await givenLaunch(request, node, key)
+        guard let input = try await JobDatasets(plane: self).inputs(of: launch).first(where: { $0.object == object })
+        else { throw Failure.notFound("input \(object) of job \(key.job)") }
+        return try await openJobInput(launch, input)
+    }
+
+    private func givenLaunch(_ request: RequestInfo, _ node: NodeID, _ key: LaunchKey) async throws -> JobLaunch {
+        guard let launch = try remoteAgents().agents.launch(key, on: node) else {
+            try await refuseForeignJob(request, node, key.job)
+            throw Failure.forbidden("job \(key.job) was not given to node \(node)")
+        }
+        return launch
     }
 
     private func refuseForeignJob(_ request: RequestInfo, _ node: NodeID, _ job: JobID) async throws {

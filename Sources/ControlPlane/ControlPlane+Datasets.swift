@@ -243,12 +243,20 @@ extension ControlPlane {
         _ request: RequestInfo, dataset id: DatasetID, name: String, range: ByteRange?
     ) async throws -> OpenedObject {
         let context = try datasetContext()
-        let (dataset, _, subject) = try await authorizeDataset(request, id, "dataset.object.read", .datasetRead)
-        let readScope = Scope.project(dataset.tenant, dataset.project)
-        let readSubject = AuditRecorder.Subject(
-            action: "dataset.object.read", resourceType: "object", resourceID: "unknown", tenant: dataset.tenant)
-        let decision = try await authorize(
-            request, dataset.classification == .phi ? .phiRead : .datasetRead, in: readScope, readSubject)
+        let found = try await context.store.dataset(id: id)
+        let subject = AuditRecorder.Subject(
+            action: "dataset.object.read", resourceType: "dataset", resourceID: id.rawValue, tenant: found?.tenant)
+        guard let dataset = found else {
+            _ = try await authorize(request, .phiRead, in: .platform, subject)
+            try await auditFailure(request, subject, Failure.notFound("dataset"))
+            throw Failure.notFound("dataset \(id)")
+        }
+        let principal = try request.requirePrincipal()
+        let (decision, purpose) = try await readAccess(principal, dataset)
+        guard decision.allowed, !principal.mustChangePassword else {
+            try await audit.record(request, subject, outcome: .denied)
+            throw principal.mustChangePassword ? Failure.passwordChangeRequired : Failure.forbidden()
+        }
         do {
             guard let object = try await context.store.object(dataset: id, name: name) else {
                 throw Failure.notFound("object \(name.prefix(64)) in dataset \(id)")
@@ -271,7 +279,7 @@ extension ControlPlane {
                     details: .object([
                         "dataset": .string(id.rawValue), "from": .integer(Int64(wanted.lowerBound)),
                         "to": .integer(Int64(wanted.upperBound)),
-                    ]))
+                    ]), purpose: purpose)
             }
             return OpenedObject(object: ObjectView(touched), reader: reader, range: wanted)
         } catch {
@@ -378,7 +386,7 @@ extension ControlPlane {
 
     /// Unwraps a dataset's data key, auditing who, which dataset and why.
     func unwrapDataKey(
-        _ request: RequestInfo, _ dataset: DatasetRecord, why: String
+        _ request: RequestInfo, _ dataset: DatasetRecord, why: String, actor: (id: String, type: String)? = nil
     ) async throws -> (DataKeyRecord, SymmetricKey) {
         let context = try datasetContext()
         guard let record = try await context.store.dataKey(of: dataset.id), let wrapped = record.wrapped else {
@@ -398,7 +406,7 @@ extension ControlPlane {
             request,
             .init(
                 action: "key.unwrap", resourceType: "dataset", resourceID: dataset.id.rawValue, tenant: dataset.tenant),
-            outcome: .success,
+            outcome: .success, actorOverride: actor,
             details: .object(["purpose": .string(why), "kekVersion": .integer(Int64(record.kekVersion))]))
         return (record, key)
     }

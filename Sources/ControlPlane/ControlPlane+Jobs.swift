@@ -17,10 +17,17 @@ extension ControlPlane {
             try await auditFailure(request, subject, Failure.invalid("project"))
             throw Failure.invalid("project: no project \(input.project)")
         }
-        let spec = input.spec(tenant: project.tenant)
+        var requested = input.spec(tenant: project.tenant)
         let subject = AuditRecorder.Subject(
             action: "job.submit", resourceType: "job", resourceID: id.rawValue, tenant: project.tenant)
         let decision = try await authorize(request, .jobSubmit, in: .project(project.tenant, project.id), subject)
+        do {
+            requested.residency = try await inputResidency(of: requested)
+        } catch {
+            try await auditFailure(request, subject, error)
+            throw error
+        }
+        let spec = requested
         let principal = try request.requirePrincipal()
         let record = JobRecord(id: id, spec: spec, state: .pending, submittedBy: principal.id, submittedAt: now)
         try await fleetChange(request, subject, decision: decision) { scheduler, tx in

@@ -2,6 +2,7 @@ import AuditLog
 import CaduceusCore
 import Foundation
 import Identity
+import Scheduling
 import Sealing
 
 extension ControlPlane {
@@ -52,7 +53,8 @@ extension ControlPlane {
                         if let to, to < time { continue }
                         accesses.append(
                             PHIAccessReport.Access(
-                                time: time, actor: event.actor.id, actorType: event.actor.type, action: event.action,
+                                time: time, actor: event.actor.id, actorType: event.actor.type,
+                                onBehalfOf: try await submitter(of: event.actor.id), action: event.action,
                                 dataset: object.dataset, object: object.id, objectName: object.name,
                                 purpose: event.purposeOfUse, outcome: event.outcome.rawValue,
                                 breakGlass: event.breakGlass, sourceAddress: event.sourceAddress,
@@ -72,5 +74,11 @@ extension ControlPlane {
             try await auditFailure(request, subject, error)
             throw error
         }
+    }
+
+    /// The person who submitted a job, when `actor` is a job.
+    private func submitter(of actor: String) async throws -> UserID? {
+        guard let job = JobID(rawValue: actor) else { return nil }
+        return try await fleet.job(id: job)?.submittedBy
     }
 }

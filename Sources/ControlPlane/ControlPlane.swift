@@ -187,7 +187,8 @@ extension ControlPlane {
     /// beside the API.
     public func runJobs(on runner: any JobRunner) async {
         let execution = ExecutionService(
-            runner: runner, scheduling: scheduling, fleet: fleet, audit: audit, clock: clock, logger: logger
+            runner: runner, scheduling: scheduling, fleet: fleet, audit: audit, clock: clock, logger: logger,
+            inputSource: JobDatasets(plane: self)
         ) { [self] report in
             let view = GPUScrubView(report, at: clock.now())
             lastScrubs.withLock { $0[report.node, default: [:]][report.gpuUUID] = view }

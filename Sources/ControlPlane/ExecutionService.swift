@@ -18,13 +18,17 @@ final class ExecutionService: JobReporter, Sendable {
     let logger: Logger
     /// Called with every scrub report (the control plane keeps each GPU's last one for `node show`).
     let onScrub: @Sendable (GPUScrubReport) -> Void
+    /// Lists and reads the datasets jobs read (the control plane's use cases).
+    let inputSource: (any JobInputSource)?
     private let kicks: AsyncStream<Void>.Continuation
     private let stream: AsyncStream<Void>
 
     init(
         runner: any JobRunner, scheduling: SchedulingService, fleet: any FleetStore, audit: AuditRecorder,
-        clock: any WallClock, logger: Logger, onScrub: @escaping @Sendable (GPUScrubReport) -> Void = { _ in }
+        clock: any WallClock, logger: Logger, inputSource: (any JobInputSource)? = nil,
+        onScrub: @escaping @Sendable (GPUScrubReport) -> Void = { _ in }
     ) {
+        self.inputSource = inputSource
         self.onScrub = onScrub
         self.runner = runner
         self.scheduling = scheduling
@@ -99,7 +103,7 @@ final class ExecutionService: JobReporter, Sendable {
         return JobLaunch(
             key: key, tenant: job.spec.tenant, project: job.spec.project, command: job.spec.command,
             arguments: job.spec.arguments, environment: job.spec.environment, node: node.id, gpus: gpus,
-            maxRuntimeSeconds: job.spec.maxRuntimeSeconds)
+            maxRuntimeSeconds: job.spec.maxRuntimeSeconds, datasets: job.spec.datasets ?? [])
     }
 
     // MARK: JobReporter
@@ -131,6 +135,16 @@ final class ExecutionService: JobReporter, Sendable {
     }
 
     func changed() { kick() }
+
+    func inputs(of launch: JobLaunch) async throws -> [JobInput] {
+        guard let inputSource else { throw CaduceusError(code: "job.inputs", message: "no datasets are kept here") }
+        return try await inputSource.inputs(of: launch)
+    }
+
+    func readInput(_ launch: JobLaunch, _ input: JobInput, sink: ([UInt8]) async throws -> Void) async throws {
+        guard let inputSource else { throw CaduceusError(code: "job.inputs", message: "no datasets are kept here") }
+        try await inputSource.readInput(launch, input, sink: sink)
+    }
 
     func scrubbed(_ report: GPUScrubReport) async {
         onScrub(report)

@@ -40,6 +40,27 @@ public protocol JobReporter: Sendable {
     func scrubbed(_ report: GPUScrubReport) async
     /// Something changed on the runner's side (a node connected or sent a result): reconcile soon.
     func changed()
+    /// The objects of the datasets a started job reads, to place in its scratch before its program runs.
+    func inputs(of launch: JobLaunch) async throws -> [JobInput]
+    /// Hands one input's plaintext to `sink`, in order, each piece verified first (audited as the job's read).
+    func readInput(_ launch: JobLaunch, _ input: JobInput, sink: ([UInt8]) async throws -> Void) async throws
+}
+
+/// An object a job reads: where it goes in the job's scratch (`datasets/<dataset name>/<name>`).
+public struct JobInput: Hashable, Sendable, Codable {
+    public var dataset: DatasetID
+    public var datasetName: String
+    public var object: ObjectID
+    public var name: String
+    public var bytes: Int64
+
+    public init(dataset: DatasetID, datasetName: String, object: ObjectID, name: String, bytes: Int64) {
+        self.dataset = dataset
+        self.datasetName = datasetName
+        self.object = object
+        self.name = name
+        self.bytes = bytes
+    }
 }
 
 /// One run of a job: its ID and how many times it had lost its GPUs before (each requeue is a new run).
@@ -67,11 +88,15 @@ public struct JobLaunch: Hashable, Sendable, Codable {
     public var node: NodeID
     public var gpus: [GPUDevice]
     public var maxRuntimeSeconds: Int
+    /// Datasets it reads (placed in its scratch before it starts).
+    public var datasets: [DatasetID]
 
     public init(
         key: LaunchKey, tenant: TenantID, project: ProjectID, command: String, arguments: [String],
-        environment: [String: String], node: NodeID, gpus: [GPUDevice], maxRuntimeSeconds: Int
+        environment: [String: String], node: NodeID, gpus: [GPUDevice], maxRuntimeSeconds: Int,
+        datasets: [DatasetID] = []
     ) {
+        self.datasets = datasets
         self.key = key
         self.tenant = tenant
         self.project = project

@@ -272,6 +272,16 @@ public final class RemoteAgents: JobRunner {
         await reporter?.scrubbed(report)
     }
 
+    func inputs(of launch: JobLaunch) async throws -> [JobInput] {
+        guard let reporter else { throw CaduceusError(code: "job.inputs", message: "not running jobs yet") }
+        return try await reporter.inputs(of: launch)
+    }
+
+    func readInput(_ launch: JobLaunch, _ input: JobInput, sink: ([UInt8]) async throws -> Void) async throws {
+        guard let reporter else { throw CaduceusError(code: "job.inputs", message: "not running jobs yet") }
+        try await reporter.readInput(launch, input, sink: sink)
+    }
+
     func sanitized(_ id: NodeID, _ result: NodeSanitization) {
         state.withLock { state in
             guard state.nodes[id]?.sanitize == true else { return }

@@ -45,6 +45,14 @@ extension APIRoutes {
             summary: "Renew the node's certificate (the old one is refused from then on)", access: .nodeCertificate,
             body: RenewAgentCertificateRequest.self),
         .init(
+            method: .get, path: "/v1/agents/{id}/jobs/{job}/inputs",
+            summary: "The dataset objects a run reads (attempt: the run)", access: .nodeCertificate,
+            filters: ["attempt"]),
+        .init(
+            method: .get, path: "/v1/agents/{id}/jobs/{job}/inputs/{object}",
+            summary: "One input's plaintext, verified chunk by chunk, audited as the job's read",
+            access: .nodeCertificate, filters: ["attempt"]),
+        .init(
             method: .post, path: "/v1/agents/{id}/jobs/{job}/logs",
             summary: "Append a job's output (raw bytes at offset; stream stdout or stderr)", access: .nodeCertificate,
             filters: ["stream", "offset"]),

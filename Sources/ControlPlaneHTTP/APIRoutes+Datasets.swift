@@ -28,6 +28,16 @@ extension APIRoutes {
             summary: "Download an object (HTTP Range supported); audited before the first byte",
             access: .permission(.phiRead)),
         .init(
+            method: .post, path: "/v1/datasets/{id}/grants",
+            summary: "Grant another project of the tenant the reading of a dataset, for a purpose of use",
+            access: .permission(.datasetGrant), body: CreateGrantRequest.self),
+        .init(
+            method: .get, path: "/v1/datasets/{id}/grants", summary: "A dataset's grants",
+            access: .permission(.datasetRead)),
+        .init(
+            method: .post, path: "/v1/dataset-grants/{id}/revoke", summary: "End a grant at once",
+            access: .permission(.datasetGrant)),
+        .init(
             method: .get, path: "/v1/keys", summary: "A tenant's KEK versions and data keys (tenant: required)",
             access: .permission(.keyRead), filters: ["tenant"]),
         .init(
@@ -88,7 +98,21 @@ extension RouteHandlers {
             let opened = try await plane.openObject(
                 context.info, dataset: try Self.id(DatasetID.self, context), name: context.parameters.get("name") ?? "",
                 range: range)
-            return Self.stream(opened, opened.range, partial: range != nil, size: UInt64(opened.object.bytes))
+            return Self.stream(
+                opened.reader, opened.range, sha256: opened.object.sha256, partial: range != nil)
+        }
+        post(authed, "/datasets/:id/grants") { [plane] request, context in
+            try JSONBody.reply(
+                try await plane.createGrant(
+                    context.info, try Self.id(DatasetID.self, context),
+                    try await JSONBody.decode(CreateGrantRequest.self, from: request)),
+                status: .created)
+        }
+        authed.get("/datasets/:id/grants") { [plane] _, context in
+            try JSONBody.response(try await plane.listGrants(context.info, try Self.id(DatasetID.self, context)))
+        }
+        post(authed, "/dataset-grants/:id/revoke") { [plane] _, context in
+            try JSONBody.reply(try await plane.revokeGrant(context.info, try Self.id(DatasetGrantID.self, context)))
         }
         authed.get("/keys") { [plane] request, context in
             guard let tenant = try Self.filter(TenantID.self, "tenant", request) else {
@@ -125,14 +149,12 @@ extension RouteHandlers {
 
     /// Streams `wanted` of an opened object: each chunk is read, verified and opened straight into the
     /// buffer that goes out; a chunk that fails verification ends the response early (never wrong bytes).
-    static func stream(_ opened: OpenedObject, _ wanted: Range<UInt64>, partial: Bool, size: UInt64) -> Response {
-        var headers: HTTPFields = [
-            .contentType: "application/octet-stream", .acceptRanges: "bytes",
-            .eTag: "\"sha256:\(opened.object.sha256)\"",
-        ]
+    static func stream(_ reader: ObjectReader, _ wanted: Range<UInt64>, sha256: String?, partial: Bool) -> Response {
+        let size = reader.header.plaintextLength
+        var headers: HTTPFields = [.contentType: "application/octet-stream", .acceptRanges: "bytes"]
+        if let sha256 { headers[.eTag] = "\"sha256:\(sha256)\"" }
         if partial { headers[.contentRange] = "bytes \(wanted.lowerBound)-\(wanted.upperBound - 1)/\(size)" }
         if wanted.isEmpty && partial { headers[.contentRange] = "bytes */\(size)" }
-        let reader = opened.reader
         let per = UInt64(reader.header.plaintextPerChunk)
         let body = ResponseBody(contentLength: Int(wanted.count)) { writer in
             guard !wanted.isEmpty else { return try await writer.finish(nil) }

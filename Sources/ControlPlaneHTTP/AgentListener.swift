@@ -9,6 +9,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import Scheduling
+import Sealing
 import SwiftASN1
 import Synchronization
 import X509
@@ -259,6 +260,19 @@ struct AgentHandlers {
             return try JSONBody.response(
                 try await plane.renewAgentCertificate(context.info, node: try Self.node(context), input))
         }
+        node.get("/jobs/:job/inputs") { [plane] request, context in
+            try JSONBody.response(
+                try await plane.agentJobInputs(
+                    context.info, try Self.node(context), try Self.launchKey(request, context)))
+        }
+        node.get("/jobs/:job/inputs/:object") { [plane] request, context in
+            guard let object = context.parameters.get("object").flatMap({ ObjectID(rawValue: $0) }) else {
+                throw Failure.notFound("object")
+            }
+            let reader = try await plane.agentOpenJobInput(
+                context.info, try Self.node(context), try Self.launchKey(request, context), object: object)
+            return RouteHandlers.stream(reader, 0..<reader.header.plaintextLength, sha256: nil, partial: false)
+        }
         node.post("/jobs/:job/logs") { [plane] request, context in
             guard let job = context.parameters.get("job").flatMap({ JobID(rawValue: $0) }) else {
                 throw Failure.notFound("job")
@@ -275,6 +289,17 @@ struct AgentHandlers {
                     context.info, try Self.node(context), job: job, stderr: stream == "stderr", offset: offset,
                     bytes: Array(body.readableBytesView)))
         }
+    }
+
+    /// The run named by the path's job and the `attempt` query parameter.
+    static func launchKey(_ request: Request, _ context: AgentContext) throws -> LaunchKey {
+        guard let job = context.parameters.get("job").flatMap({ JobID(rawValue: $0) }) else {
+            throw Failure.notFound("job")
+        }
+        guard let attempt = request.uri.queryParameters.get("attempt").flatMap({ Int($0) }) else {
+            throw Failure.invalid("attempt: the run's attempt number")
+        }
+        return LaunchKey(job: job, attempt: attempt)
     }
 
     static func node(_ context: AgentContext) throws -> NodeID {

@@ -29,7 +29,7 @@ public enum OpenAPIDocument {
             if route.path.contains("{id}") {
                 parameters.append(["name": "id", "in": "path", "required": true, "schema": ["type": "string"]])
             }
-            for name in ["job", "name"] where route.path.contains("{\(name)}") {
+            for name in ["job", "name", "object"] where route.path.contains("{\(name)}") {
                 parameters.append(["name": name, "in": "path", "required": true, "schema": ["type": "string"]])
             }
             if route.method == .get && route.path.hasPrefix("/v1/") && !route.path.contains("{")

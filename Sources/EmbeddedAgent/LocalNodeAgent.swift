@@ -1,5 +1,6 @@
 import CaduceusCore
 import ControlPlane
+import Foundation
 import Logging
 import NodeAgent
 import Scheduling
@@ -122,6 +123,16 @@ public final class LocalNodeAgent: JobRunner {
             return
         }
         launches.withLock { $0[launch.key]?.started = true }
+        if !launch.datasets.isEmpty {
+            do {
+                try await placeInputs(launch, reporter)
+            } catch {
+                executor.eraseScratch(of: job)
+                await end(launch, reporter, description: "did not start: cannot read its datasets: \(error)")
+                await scrub(job, reporter)
+                return
+            }
+        }
         let request = ExecutionRequest(
             job: job, tenant: launch.tenant, project: launch.project, command: launch.command,
             arguments: launch.arguments, environment: launch.environment, gpuUUIDs: uuids,
@@ -137,6 +148,29 @@ public final class LocalNodeAgent: JobRunner {
                 leftoversKilled: result.leftoversKilled))
         launches.withLock { _ = $0.removeValue(forKey: launch.key) }
         await scrub(job, reporter)
+    }
+
+    /// Writes the plaintext of the job's datasets into its scratch (`datasets/<dataset name>/<object name>`,
+    /// 0600 in folders of 0700): the scratch is the job's alone and is overwritten and removed when it ends,
+    /// so the plaintext lives no longer than the job. Reading through a mount that decrypts on access would
+    /// need FUSE on every node; this needs nothing but disk.
+    private func placeInputs(_ launch: JobLaunch, _ reporter: any JobReporter) async throws {
+        let root = executor.folder(of: launch.key.job) + "/scratch/datasets"
+        for input in try await reporter.inputs(of: launch) {
+            let folder = root + "/" + input.datasetName
+            for directory in [
+                executor.folder(of: launch.key.job), executor.folder(of: launch.key.job) + "/scratch", root, folder,
+            ] {
+                try FileManager.default.createDirectory(
+                    atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            }
+            let path = folder + "/" + input.name
+            guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]),
+                let handle = FileHandle(forWritingAtPath: path)
+            else { throw CaduceusError(code: "agent.inputs", message: "cannot write \(input.name) into the scratch") }
+            defer { try? handle.close() }
+            try await reporter.readInput(launch, input) { bytes in try handle.write(contentsOf: bytes) }
+        }
     }
 
     /// Waits until GPUs may have come free after `generation` (at most a second, as a safety net).

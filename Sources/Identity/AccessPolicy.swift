@@ -58,7 +58,7 @@ public enum AccessPolicy {
         ],
         .tenantAdmin: [
             .roleGrant, .roleRead, .tokenManage, .tenantRead, .projectCreate, .projectRead, .emergencyAccess,
-            .fleetRead, .quotaManage, .quotaRead, .jobRead, .datasetRead, .keyManage, .keyRead,
+            .fleetRead, .quotaManage, .quotaRead, .jobRead, .datasetRead, .datasetGrant, .keyManage, .keyRead,
         ],
         .researcher: [
             .projectRead, .phiRead, .emergencyAccess, .quotaRead, .jobSubmit, .jobRead, .jobInspect, .jobCancel,

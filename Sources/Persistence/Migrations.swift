@@ -168,6 +168,13 @@ enum Migrations {
                     object_id TEXT NOT NULL REFERENCES dataset_objects(id) ON DELETE CASCADE,
                     PRIMARY KEY (tenant_id, patient_hash, object_id))
                 """,
+                """
+                CREATE TABLE dataset_grants (
+                    id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL REFERENCES datasets(id),
+                    tenant_id TEXT NOT NULL REFERENCES tenants(id), project_id TEXT NOT NULL REFERENCES projects(id),
+                    purpose TEXT NOT NULL, approved_by TEXT NOT NULL, approved_at BIGINT NOT NULL, revoked_at BIGINT)
+                """,
+                "CREATE INDEX dataset_grants_dataset ON dataset_grants (dataset_id)",
             ]),
     ]
 

@@ -251,6 +251,59 @@ public final class SQLDatasetStore: DatasetStore {
         }
     }
 
+    // MARK: Grants
+
+    public func insertGrant(_ grant: GrantRecord) async throws {
+        try await run { db in
+            try await db.raw(
+                """
+                INSERT INTO dataset_grants (id, dataset_id, tenant_id, project_id, purpose, approved_by, approved_at,
+                    revoked_at)
+                VALUES (\(bind: grant.id.rawValue), \(bind: grant.dataset.rawValue), \(bind: grant.tenant.rawValue),
+                    \(bind: grant.project.rawValue), \(bind: grant.purpose), \(bind: grant.approvedBy.rawValue),
+                    \(bind: grant.approvedAt.millisecondsSinceEpoch), \(bind: grant.revokedAt?.millisecondsSinceEpoch))
+                """
+            ).run()
+        }
+    }
+
+    public func updateGrant(_ grant: GrantRecord) async throws {
+        try await run { db in
+            try await db.raw(
+                """
+                UPDATE dataset_grants SET revoked_at = \(bind: grant.revokedAt?.millisecondsSinceEpoch)
+                WHERE id = \(bind: grant.id.rawValue)
+                """
+            ).run()
+        }
+    }
+
+    public func grant(id: DatasetGrantID) async throws -> GrantRecord? {
+        try await run { db in
+            try await db.raw("SELECT * FROM dataset_grants WHERE id = \(bind: id.rawValue)").first().map(Self.grant)
+        }
+    }
+
+    public func grants(of dataset: DatasetID) async throws -> [GrantRecord] {
+        try await run { db in
+            try await db.raw(
+                "SELECT * FROM dataset_grants WHERE dataset_id = \(bind: dataset.rawValue) ORDER BY id"
+            ).all().map(Self.grant)
+        }
+    }
+
+    static func grant(_ row: any SQLRow) throws -> GrantRecord {
+        GrantRecord(
+            id: DatasetGrantID(unchecked: try row.decode(column: "id", as: String.self)),
+            dataset: DatasetID(unchecked: try row.decode(column: "dataset_id", as: String.self)),
+            tenant: TenantID(unchecked: try row.decode(column: "tenant_id", as: String.self)),
+            project: ProjectID(unchecked: try row.decode(column: "project_id", as: String.self)),
+            purpose: try row.decode(column: "purpose", as: String.self),
+            approvedBy: UserID(unchecked: try row.decode(column: "approved_by", as: String.self)),
+            approvedAt: try SQLIdentityStore.time(row, "approved_at"),
+            revokedAt: try SQLIdentityStore.optionalTime(row, "revoked_at"))
+    }
+
     // MARK: Rows
 
     static func bytes(_ row: any SQLRow, _ column: String) throws -> [UInt8] {

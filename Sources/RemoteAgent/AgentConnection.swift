@@ -79,6 +79,32 @@ final class AgentConnection: Sendable {
         return data
     }
 
+    /// Streams the body of `GET path` to `sink`; throws unless the whole body arrived.
+    func stream(_ path: String, sink: ([UInt8]) async throws -> Void) async throws {
+        var request = HTTPClientRequest(url: base + path)
+        request.method = .GET
+        let response: HTTPClientResponse
+        do {
+            response = try await http.execute(request, timeout: .hours(6))
+        } catch {
+            throw AgentError(status: 0, "cannot reach \(base): \(error)")
+        }
+        guard (200..<300).contains(response.status.code) else {
+            let data = Data(buffer: try await response.body.collect(upTo: 1 << 20))
+            let message = (try? JSONDecoder().decode(ErrorReply.self, from: data))?.error.message ?? "no details"
+            throw AgentError(status: Int(response.status.code), "\(message) (\(response.status.code))")
+        }
+        let expected = response.headers.first(name: "Content-Length").flatMap { Int($0) }
+        var received = 0
+        for try await buffer in response.body {
+            received += buffer.readableBytes
+            try await sink(Array(buffer.readableBytesView))
+        }
+        guard expected == nil || expected == received else {
+            throw AgentError(status: 0, "\(path) ended after \(received) bytes")
+        }
+    }
+
     func post<T: Decodable>(
         _ path: String, _ body: some Encodable, as type: T.Type, timeout: TimeAmount = .seconds(30)
     ) async throws -> T {

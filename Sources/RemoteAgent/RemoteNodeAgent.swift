@@ -22,7 +22,7 @@ public final class RemoteNodeAgent: Sendable {
     let executor: LocalExecutor
     let logger: Logger
     private let identity: Mutex<AgentIdentity>
-    private let connection: Mutex<AgentConnection>
+    fileprivate let connection: Mutex<AgentConnection>
     /// Runs that ended here: never started again, even if an order to run them is still in flight.
     private let finished = Mutex<(keys: Set<LaunchKey>, order: [LaunchKey])>(([], []))
     /// Bytes of each running job's logs the control plane holds.
@@ -274,5 +274,16 @@ public final class RemoteNodeAgent: Sendable {
         }
 
         func changed() {}
+
+        func inputs(of launch: JobLaunch) async throws -> [JobInput] {
+            let data = try await agent.connection.withLock { $0 }.send(
+                .GET, agent.path("jobs/\(launch.key.job)/inputs?attempt=\(launch.key.attempt)"))
+            return try JSONDecoder().decode([JobInput].self, from: data)
+        }
+
+        func readInput(_ launch: JobLaunch, _ input: JobInput, sink: ([UInt8]) async throws -> Void) async throws {
+            try await agent.connection.withLock { $0 }.stream(
+                agent.path("jobs/\(launch.key.job)/inputs/\(input.object)?attempt=\(launch.key.attempt)"), sink: sink)
+        }
     }
 }

@@ -90,6 +90,8 @@ public struct JobSpec: Hashable, Sendable, Codable {
     public var minRuntimeSeconds: Int
     /// Whether it may be preempted at all.
     public var preemptible: Bool
+    /// Datasets it reads: their objects are in its scratch (`datasets/<name>/`) before it starts.
+    public var datasets: [DatasetID]?
 
     /// Creates a job spec.
     public init(

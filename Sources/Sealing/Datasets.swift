@@ -148,6 +148,33 @@ public struct ObjectRecord: Codable, Sendable, Equatable {
     }
 }
 
+/// A project's permission to read a dataset of another project of its tenant, for a purpose of use.
+public struct GrantRecord: Codable, Sendable, Equatable {
+    public var id: DatasetGrantID
+    public var dataset: DatasetID
+    public var tenant: TenantID
+    public var project: ProjectID
+    /// The HL7 purpose-of-use code (`HRESCH`, `TREAT`, …).
+    public var purpose: String
+    public var approvedBy: UserID
+    public var approvedAt: Timestamp
+    public var revokedAt: Timestamp?
+
+    public init(
+        id: DatasetGrantID, dataset: DatasetID, tenant: TenantID, project: ProjectID, purpose: String,
+        approvedBy: UserID, approvedAt: Timestamp, revokedAt: Timestamp? = nil
+    ) {
+        self.id = id
+        self.dataset = dataset
+        self.tenant = tenant
+        self.project = project
+        self.purpose = purpose
+        self.approvedBy = approvedBy
+        self.approvedAt = approvedAt
+        self.revokedAt = revokedAt
+    }
+}
+
 /// Where datasets, their keys and their objects' metadata are kept (the bytes are files; see `ObjectFiles`).
 /// Implemented in `Persistence` over SQL, on the same connection and lock as the other stores.
 public protocol DatasetStore: Sendable {
@@ -175,6 +202,12 @@ public protocol DatasetStore: Sendable {
     func dataKey(of dataset: DatasetID) async throws -> DataKeyRecord?
     /// Every live data key of a tenant (to re-wrap them under a new KEK version).
     func dataKeys(of tenant: TenantID) async throws -> [DataKeyRecord]
+
+    // Grants
+    func insertGrant(_ grant: GrantRecord) async throws
+    func updateGrant(_ grant: GrantRecord) async throws
+    func grant(id: DatasetGrantID) async throws -> GrantRecord?
+    func grants(of dataset: DatasetID) async throws -> [GrantRecord]
 
     // Objects and the patient index
     func insertObject(_ object: ObjectRecord, patientHashes: [String]) async throws

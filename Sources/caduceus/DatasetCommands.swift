@@ -9,7 +9,10 @@ import Sealing
 struct DatasetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dataset", abstract: "Sealed datasets: create, upload, download, list.",
-        subcommands: [Create.self, List.self, Show.self, Objects.self, Upload.self, Download.self])
+        subcommands: [
+            Create.self, List.self, Show.self, Objects.self, Upload.self, Download.self, Grant.self, Grants.self,
+            RevokeGrant.self,
+        ])
 
     static let columns = ["name", "id", "project", "class", "residency", "retained until", "kek"]
     static func row(_ view: DatasetView) -> [String] {
@@ -163,6 +166,58 @@ struct DatasetCommand: AsyncParsableCommand {
     }
 }
 
+extension DatasetCommand {
+    static let grantColumns = ["id", "dataset", "project", "purpose", "approved by", "revoked"]
+    static func grantRow(_ view: GrantView) -> [String] {
+        [
+            view.id.rawValue, view.dataset.rawValue, view.project.rawValue, view.purpose, view.approvedBy.rawValue,
+            view.revokedAt?.description ?? "",
+        ]
+    }
+
+    struct Grant: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Grant another project of the tenant the reading of a dataset, for a purpose of use.")
+        @OptionGroup var client: ClientOptions
+        @Option(help: "The project that may read it.") var project: String
+        @Option(help: "HL7 purpose of use: TREAT, HRESCH, HOPERAT, PUBHLTH, HQUALIMP, CLINTRCH, PATRQT, HPAYMT.")
+        var purpose: String
+        @Argument(help: "The dataset's ID.") var id: String
+
+        func run() async throws {
+            let request = CreateGrantRequest(project: try typedID(ProjectID.self, project), purpose: purpose)
+            try await callAPI(
+                client, .POST, "/v1/datasets/\(try typedID(DatasetID.self, id))/grants", body: request,
+                as: GrantView.self
+            ) { (DatasetCommand.grantColumns, [DatasetCommand.grantRow($0)]) }
+        }
+    }
+
+    struct Grants: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List a dataset's grants.")
+        @OptionGroup var client: ClientOptions
+        @Argument(help: "The dataset's ID.") var id: String
+
+        func run() async throws {
+            try await callAPI(
+                client, .GET, "/v1/datasets/\(try typedID(DatasetID.self, id))/grants", as: ListResponse<GrantView>.self
+            ) { (DatasetCommand.grantColumns, $0.items.map(DatasetCommand.grantRow)) }
+        }
+    }
+
+    struct RevokeGrant: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "revoke-grant", abstract: "End a grant at once.")
+        @OptionGroup var client: ClientOptions
+        @Argument(help: "The grant's ID.") var id: String
+
+        func run() async throws {
+            try await callAPI(
+                client, .POST, "/v1/dataset-grants/\(try typedID(DatasetGrantID.self, id))/revoke", as: GrantView.self
+            ) { (DatasetCommand.grantColumns, [DatasetCommand.grantRow($0)]) }
+        }
+    }
+}
+
 struct KeyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "key", abstract: "Tenant key-encryption keys: rotate, status.",
@@ -241,13 +296,15 @@ struct ReportCommand: AsyncParsableCommand {
         }
 
         static let columns = [
-            "time", "actor", "actor type", "action", "dataset", "object", "object name", "purpose", "outcome",
+            "time", "actor", "actor type", "on behalf of", "action", "dataset", "object", "object name", "purpose",
+            "outcome",
             "break-glass", "source address", "request", "log index",
         ]
 
         static func cells(_ access: PHIAccessReport.Access) -> [String] {
             [
-                access.time.description, access.actor, access.actorType, access.action, access.dataset.rawValue,
+                access.time.description, access.actor, access.actorType, access.onBehalfOf?.rawValue ?? "",
+                access.action, access.dataset.rawValue,
                 access.object.rawValue, access.objectName, access.purpose ?? "", access.outcome,
                 access.breakGlass ? "yes" : "no", access.sourceAddress ?? "", access.requestId ?? "",
                 "\(access.logIndex)",

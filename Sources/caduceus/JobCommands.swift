@@ -93,6 +93,10 @@ struct JobCommand: AsyncParsableCommand {
         var preemptible: Bool?
         @Option(name: .customLong("env"), help: "An environment variable, NAME=VALUE (repeatable).")
         var environment: [String] = []
+        @Option(
+            name: .customLong("dataset"),
+            help: "A dataset it reads, placed in its scratch under datasets/<name>/ (repeatable).")
+        var datasets: [String] = []
         @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.") var command: [String]
 
         func run() async throws {
@@ -113,7 +117,8 @@ struct JobCommand: AsyncParsableCommand {
                 project: try typedID(ProjectID.self, project), jobClass: jobClass, gpusPerNode: gpusPerNode,
                 nodeCount: nodes, allowedModels: models.isEmpty ? nil : models, residency: required, command: program,
                 arguments: Array(command.dropFirst()), environment: variables.isEmpty ? nil : variables,
-                maxRuntimeSeconds: maxRuntime, minRuntimeSeconds: minRuntime, preemptible: preemptible)
+                maxRuntimeSeconds: maxRuntime, minRuntimeSeconds: minRuntime, preemptible: preemptible,
+                datasets: datasets.isEmpty ? nil : try datasets.map { try typedID(DatasetID.self, $0) })
             try await callAPI(client, .POST, "/v1/jobs", body: request, as: JobView.self) {
                 (JobCommand.columns, [JobCommand.row($0)])
             }

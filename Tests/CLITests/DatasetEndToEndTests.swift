@@ -9,7 +9,9 @@ struct DatasetEndToEndTests {
     func datasets() throws {
         let scratch = try Scratch()
         defer { scratch.remove() }
-        let server = try TestServer(data: scratch.path + "/data")
+        let server = try TestServer(
+            data: scratch.path + "/data", environment: ["CADUCEUS_STOP_GRACE_SECONDS": "1"],
+            arguments: ["--fake-gpus", "1"])
         defer { server.stop() }
         let session = CLISession(scratch: scratch, server: server)
         try session.logInAdmin()
@@ -18,6 +20,8 @@ struct DatasetEndToEndTests {
         try session.person("rita", role: "researcher", scope: "project:\(tenant)/\(project)")
         try session.person("tara", role: "tenant-admin", scope: "tenant:\(tenant)")
         try session.person("audrey", role: "auditor", scope: "tenant:\(tenant)")
+        let oncology = try session.id(["project", "create", "--tenant", tenant, "oncology"], as: "admin")
+        try session.person("olga", role: "researcher", scope: "project:\(tenant)/\(oncology)")
 
         let dataset = try session.id(
             [
@@ -78,24 +82,66 @@ struct DatasetEndToEndTests {
         #expect(try download() == scan)
         #expect(try session.json(["dataset", "show", dataset], as: "rita")["kekVersion"] as? Int == 2)
 
-        // The report for patient 0001 (written differently) lists the upload and the four reads of the scan,
-        // and nothing of the other object; for patient 0003 only the notes' upload.
+        // Another project reads the dataset only through a grant: by download, and by a job, which finds the
+        // objects in its scratch; both reads carry the grant's purpose of use.
+        #expect(try download(as: "olga") == nil, "no grant yet")
+        let refusedJob = try session.run(
+            [
+                "job", "submit", "--project", oncology, "--gpus-per-node", "1", "--class", "batch", "--dataset",
+                dataset,
+                "--", "/bin/true",
+            ], as: "olga")
+        #expect(refusedJob.status != 0 && refusedJob.stderr.contains("grant"), "\(refusedJob.stderr)")
+        let grant = try session.id(
+            ["dataset", "grant", dataset, "--project", oncology, "--purpose", "HRESCH"], as: "tara")
+        let byResearcher = try session.run(
+            ["dataset", "grant", dataset, "--project", oncology, "--purpose", "HRESCH"], as: "rita")
+        #expect(byResearcher.status != 0, "only tenant admins grant")
+        #expect(try download(as: "olga") == scan)
+        let node = try #require(
+            ((try session.json(["node", "list"], as: "admin")["items"] as? [[String: Any]])?.first)?["id"] as? String)
+        _ = try session.json(["node", "assign", node, "--tenant", tenant], as: "admin")
+        _ = try session.json(["node", "activate", node], as: "admin")
+        let job = try session.id(
+            [
+                "job", "submit", "--project", oncology, "--gpus-per-node", "1", "--class", "batch", "--dataset",
+                dataset,
+                "--", "/bin/sh", "-c", "sha256sum datasets/ct-scans/scan.dcm; cat datasets/ct-scans/notes.txt",
+            ],
+            as: "olga")
+        let ran = try ExecutionEndToEndTests().wait(for: job, in: ["succeeded", "failed"], session, as: "olga")
+        #expect(ran["state"] as? String == "succeeded", "\(ran)")
+        let output = try session.run(["job", "logs", job], as: "olga").text
+        #expect(output.hasPrefix((uploaded["sha256"] as? String ?? "?") + "  datasets/ct-scans/scan.dcm"), "\(output)")
+        #expect(output.hasSuffix("notes of another patient"), "\(output)")
+        #expect(try session.json(["dataset", "revoke-grant", grant], as: "tara")["revokedAt"] != nil)
+        #expect(try download(as: "olga") == nil, "a revoked grant reads nothing")
+
+        // The report for patient 0001 (written differently) lists the upload, the reads of the scan by rita,
+        // olga and olga's job, and nothing of the other object; for patient 0003 the notes' upload and the
+        // job's read.
         let report = try session.json(
             ["report", "phi-access", "--tenant", tenant, "--patient", " mrn-0001 "], as: "audrey")
         let accesses = try #require(report["accesses"] as? [[String: Any]])
         #expect(accesses.map { $0["action"] as? String }.filter { $0 == "dataset.object.upload" }.count == 1)
-        #expect(accesses.filter { $0["action"] as? String == "dataset.object.read" }.count == 4, "\(accesses)")
+        let reads = accesses.filter { $0["action"] as? String == "dataset.object.read" }
+        #expect(reads.count == 6, "\(accesses)")
+        #expect(reads.filter { $0["purpose"] as? String == "HRESCH" }.count == 2, "\(reads)")
+        #expect(
+            reads.contains {
+                $0["actor"] as? String == job && $0["actorType"] as? String == "system" && $0["onBehalfOf"] != nil
+            }, "\(reads)")
         #expect(accesses.allSatisfy { $0["objectName"] as? String == "scan.dcm" })
         #expect((report["objects"] as? [String])?.count == 1)
         let third = try session.json(
             ["report", "phi-access", "--tenant", tenant, "--patient", "MRN-0003"], as: "audrey")
-        #expect((third["accesses"] as? [[String: Any]])?.count == 1)
+        #expect((third["accesses"] as? [[String: Any]])?.count == 2)
         let csv = try session.run(
             ["report", "phi-access", "--tenant", tenant, "--patient", "MRN-0001", "--format", "csv"], as: "audrey")
-        #expect(csv.status == 0 && csv.text.split(separator: "\r\n").count == 6, "\(csv.text)")
+        #expect(csv.status == 0 && csv.text.split(separator: "\r\n").count == 8, "\(csv.text)")
         let html = try session.run(
             ["report", "phi-access", "--tenant", tenant, "--patient", "MRN-0001", "--format", "html"], as: "audrey")
-        #expect(html.text.contains("<table>") && html.text.components(separatedBy: "<tr>").count == 7)
+        #expect(html.text.contains("<table>") && html.text.components(separatedBy: "<tr>").count == 9)
         #expect(
             try session.run(["report", "phi-access", "--tenant", tenant, "--patient", "MRN-0001"], as: "rita").status
                 != 0)
@@ -104,7 +150,7 @@ struct DatasetEndToEndTests {
         let events = try session.verifiedAuditEvents()
         for action in [
             "dataset.create", "key.unwrap", "dataset.object.upload", "dataset.object.read", "key.rotate",
-            "report.phi-access",
+            "report.phi-access", "dataset.grant", "dataset.grant.revoke",
         ] {
             #expect(events.contains(#""action":"\#(action)""#), "\(action)")
         }

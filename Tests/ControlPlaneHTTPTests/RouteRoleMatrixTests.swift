@@ -80,6 +80,10 @@ struct RouteRoleMatrixTests {
                 RequestInfo(principal: researcher.principal),
                 SubmitJobRequest(project: project.id, jobClass: .batch, gpusPerNode: 1, command: "true"))
 
+            // Another project of the tenant, which its tenant admin grants the dataset to.
+            let tenantAdmin = RequestInfo(principal: try #require(callers.first { $0.role == .tenantAdmin }).principal)
+            let other = try await h.plane.createProject(
+                admin, CreateProjectRequest(tenant: tenant.id, name: "oncology"))
             // A dataset of the project with one object.
             let researcherInfo = RequestInfo(principal: researcher.principal)
             let dataset = try await h.plane.createDataset(
@@ -116,6 +120,8 @@ struct RouteRoleMatrixTests {
                             openedAt: h.clock.now(), expiresAt: h.clock.now().adding(milliseconds: 60_000))
                         try await h.database.identity.insertGrant(grant)
 
+                        let datasetGrant = try await h.plane.createGrant(
+                            tenantAdmin, dataset.id, CreateGrantRequest(project: other.id, purpose: "TREAT"))
                         let spare = try await h.plane.createNode(
                             admin,
                             CreateNodeRequest(name: "spare-\(counter)", fabric: fabric.id, gpus: gpus("s\(counter)")))
@@ -124,7 +130,8 @@ struct RouteRoleMatrixTests {
                                 route, counter: counter, tenant: tenant.id, project: project.id, region: region.id,
                                 site: site.id, fabric: fabric.id, node: node.id, spare: spare.id, job: job.id)
                             ?? Self.datasetRequest(
-                                route, counter: counter, tenant: tenant.id, project: project.id, dataset: dataset.id)
+                                route, counter: counter, tenant: tenant.id, project: project.id, dataset: dataset.id,
+                                other: other.id, grant: datasetGrant.id)
                         let (path, scope, body): (String, Scope, String?) =
                             switch (route.method, route.path) {
                             case _ where fleetRequest != nil: fleetRequest ?? ("", .platform, nil)
@@ -208,7 +215,8 @@ struct RouteRoleMatrixTests {
 
     /// The request for a dataset, key or report route, and the scope its use case authorises in.
     static func datasetRequest(
-        _ route: RouteSpec, counter: Int, tenant: TenantID, project: ProjectID, dataset: DatasetID
+        _ route: RouteSpec, counter: Int, tenant: TenantID, project: ProjectID, dataset: DatasetID, other: ProjectID,
+        grant: DatasetGrantID
     ) -> (String, Scope, String?)? {
         let projectScope = Scope.project(tenant, project)
         switch (route.method, route.path) {
@@ -224,6 +232,11 @@ struct RouteRoleMatrixTests {
             return ("/v1/datasets/\(dataset)/objects/o\(counter)", projectScope, "hello")
         case (.get, "/v1/datasets/{id}/objects/{name}"):
             return ("/v1/datasets/\(dataset)/objects/scan-1", projectScope, nil)
+        case (.post, "/v1/datasets/{id}/grants"):
+            return ("/v1/datasets/\(dataset)/grants", .tenant(tenant), #"{"project":"\#(other)","purpose":"HRESCH"}"#)
+        case (.get, "/v1/datasets/{id}/grants"): return ("/v1/datasets/\(dataset)/grants", projectScope, nil)
+        case (.post, "/v1/dataset-grants/{id}/revoke"):
+            return ("/v1/dataset-grants/\(grant)/revoke", .tenant(tenant), nil)
         case (.get, "/v1/keys"): return ("/v1/keys?tenant=\(tenant)", .tenant(tenant), nil)
         case (.post, "/v1/keys/{id}/rotate"): return ("/v1/keys/\(tenant)/rotate", .tenant(tenant), nil)
         case (.post, "/v1/reports/phi-access"):

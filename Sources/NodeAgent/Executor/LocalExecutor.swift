@@ -138,6 +138,10 @@ public final class LocalExecutor: Sendable {
         return killed
     }
 
+    /// Erases a job's scratch folder (overwriting its files first); returns the files erased.
+    @discardableResult
+    public func eraseScratch(of job: JobID) -> Int { Files.erase(folder(of: job) + "/scratch") }
+
     /// Erases every job's scratch folder (a node changing tenant); returns the files erased.
     public func eraseAllScratch() -> Int {
         jobFolders().reduce(0) { $0 + Files.erase(settings.root + "/" + $1 + "/scratch") }
