@@ -190,7 +190,7 @@ let package = Package(
             name: "ControlPlaneTests",
             dependencies: [
                 "ControlPlane", "Persistence", "Identity", "AuditLog", "CaduceusCore", "CaduceusTesting",
-                "Scheduling",
+                "Scheduling", "Sealing",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict

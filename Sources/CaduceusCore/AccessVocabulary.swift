@@ -145,6 +145,8 @@ public enum Permission: String, Codable, Sendable, CaseIterable, Comparable {
     case datasetRead = "dataset.read"
     /// Grant projects of the tenant the reading of a dataset, and revoke such grants.
     case datasetGrant = "dataset.grant"
+    /// Set and clear legal holds; crypto-shred datasets whose retention is over.
+    case datasetGovern = "dataset.govern"
     /// Rotate tenant key-encryption keys.
     case keyManage = "key.manage"
     /// See key versions and how many data keys each wraps.

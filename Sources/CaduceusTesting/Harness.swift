@@ -46,11 +46,12 @@ public struct Harness: Sendable {
             hasher: PasswordHasher(logN: 10),
             totpBox: SecretBox(rootKey: SymmetricKey(size: .bits256), purpose: "totp"),
             settings: ControlPlaneSettings(sessions: try SessionRules(idleMinutes: 15)))
-        plane.enableDatasets(
+        try await plane.enableDatasets(
             DatasetSettings(
                 store: database.datasets, root: KeyFileRootKeyProvider(rootKey: SymmetricKey(size: .bits256)),
                 files: ObjectFiles(root: directory + "/objects"), storageResidency: Residency(rawValue: "US")!,
-                auditDirectory: directory + "/audit", auditVerifierKey: keys.signer.verifierKey))
+                auditDirectory: directory + "/audit", auditVerifierKey: keys.signer.verifierKey,
+                certificateSigner: keys.signer))
         guard let admin = try await plane.bootstrapIfEmpty() else {
             throw CaduceusError(code: "test", message: "no admin")
         }

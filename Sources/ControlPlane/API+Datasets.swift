@@ -253,3 +253,21 @@ public struct GrantView: Codable, Sendable, Equatable {
         revokedAt = record.revokedAt
     }
 }
+
+public struct SetHoldRequest: StrictDecodable, Encodable {
+    public static let schema: [String: FieldSpec] = ["hold": FieldSpec(type: "boolean", required: true)]
+    public var hold: Bool
+
+    public init(hold: Bool) { self.hold = hold }
+}
+
+/// What shredding a dataset left: its certificate, a note signed with the audit log's key.
+public struct ShreddingView: Codable, Sendable, Equatable {
+    public var dataset: DatasetID
+    public var certificate: String
+
+    public init(dataset: DatasetID, certificate: String) {
+        self.dataset = dataset
+        self.certificate = certificate
+    }
+}

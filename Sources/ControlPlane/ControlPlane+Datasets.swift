@@ -17,11 +17,14 @@ public struct DatasetSettings: Sendable {
     /// The audit log's directory and verifier key, for reports checked against the log.
     public var auditDirectory: String
     public var auditVerifierKey: NoteVerifierKey
+    /// Signs shredding certificates (the audit log's checkpoint key: one verifier key checks both).
+    public var certificateSigner: NoteSigner
 
     public init(
         store: any DatasetStore, root: any RootKeyProvider, files: ObjectFiles, storageResidency: Residency,
-        auditDirectory: String, auditVerifierKey: NoteVerifierKey
+        auditDirectory: String, auditVerifierKey: NoteVerifierKey, certificateSigner: NoteSigner
     ) {
+        self.certificateSigner = certificateSigner
         self.store = store
         self.root = root
         self.files = files
@@ -38,9 +41,11 @@ public struct DatasetSettings: Sendable {
 /// why; a download's PHI-read event is durable before its first byte leaves.
 extension ControlPlane {
     /// Starts keeping datasets with `settings`; removes what interrupted uploads left.
-    public func enableDatasets(_ settings: DatasetSettings) {
+    public func enableDatasets(_ settings: DatasetSettings) async throws {
         let swept = settings.files.sweepPartials()
         if swept > 0 { logger.notice("removed unfinished uploads", metadata: ["files": "\(swept)"]) }
+        // A shredding is done once its key is gone; files a crash left behind go now.
+        for dataset in try await settings.store.shreddedDatasets() { settings.files.removeAll(of: dataset) }
         datasetSettings.withLock { $0 = settings }
     }
 

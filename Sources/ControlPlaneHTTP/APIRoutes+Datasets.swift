@@ -28,6 +28,21 @@ extension APIRoutes {
             summary: "Download an object (HTTP Range supported); audited before the first byte",
             access: .permission(.phiRead)),
         .init(
+            method: .delete, path: "/v1/datasets/{id}/objects/{name}",
+            summary: "Delete an object (refused under retention or legal hold, naming the day it becomes deletable)",
+            access: .permission(.datasetWrite)),
+        .init(
+            method: .post, path: "/v1/datasets/{id}/hold", summary: "Set or clear a dataset's legal hold",
+            access: .permission(.datasetGovern), body: SetHoldRequest.self),
+        .init(
+            method: .post, path: "/v1/datasets/{id}/shred",
+            summary: "Crypto-shred a dataset after its retention: its data key is destroyed, its objects removed",
+            access: .permission(.datasetGovern)),
+        .init(
+            method: .get, path: "/v1/datasets/{id}/shredding-certificate",
+            summary: "The signed certificate of a dataset's shredding (a note the audit verifier key checks)",
+            access: .permission(.datasetRead)),
+        .init(
             method: .post, path: "/v1/datasets/{id}/grants",
             summary: "Grant another project of the tenant the reading of a dataset, for a purpose of use",
             access: .permission(.datasetGrant), body: CreateGrantRequest.self),
@@ -100,6 +115,30 @@ extension RouteHandlers {
                 range: range)
             return Self.stream(
                 opened.reader, opened.range, sha256: opened.object.sha256, partial: range != nil)
+        }
+        authed.delete("/datasets/:id/objects/:name") { [plane] _, context in
+            try await plane.deleteObject(
+                context.info, dataset: try Self.id(DatasetID.self, context), name: context.parameters.get("name") ?? "")
+            return Response(status: .noContent)
+        }
+        post(authed, "/datasets/:id/hold") { [plane] request, context in
+            try JSONBody.reply(
+                try await plane.setLegalHold(
+                    context.info, try Self.id(DatasetID.self, context),
+                    hold: try await JSONBody.decode(SetHoldRequest.self, from: request).hold))
+        }
+        post(authed, "/datasets/:id/shred") { [plane] _, context in
+            let id = try Self.id(DatasetID.self, context)
+            return try JSONBody.reply(
+                ShreddingView(dataset: id, certificate: try await plane.shredDataset(context.info, id)))
+        }
+        authed.get("/datasets/:id/shredding-certificate") { [plane] _, context in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
+                body: .init(
+                    byteBuffer: ByteBuffer(
+                        string: try await plane.shreddingCertificate(context.info, try Self.id(DatasetID.self, context))
+                    )))
         }
         post(authed, "/datasets/:id/grants") { [plane] request, context in
             try JSONBody.reply(

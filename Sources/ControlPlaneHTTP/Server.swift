@@ -60,11 +60,12 @@ public enum CaduceusServer {
         guard let storageResidency = Residency(rawValue: configuration.localResidency) else {
             throw CaduceusError(code: "config.value", message: "localResidency is not a residency")
         }
-        plane.enableDatasets(
+        try await plane.enableDatasets(
             DatasetSettings(
                 store: database.datasets, root: KeyFileRootKeyProvider(rootKey: rootKey),
                 files: ObjectFiles(root: data + "/objects"), storageResidency: storageResidency,
-                auditDirectory: data + "/audit", auditVerifierKey: auditKeys.signer.verifierKey))
+                auditDirectory: data + "/audit", auditVerifierKey: auditKeys.signer.verifierKey,
+                certificateSigner: auditKeys.signer))
         var createdBootstrapFile: String?
         if let admin = try await plane.bootstrapIfEmpty() {
             let path = data + "/bootstrap-admin.json"

@@ -54,11 +54,12 @@ public enum AccessPolicy {
         ],
         .securityOfficer: [
             .userRead, .userUpdate, .roleRead, .tenantRead, .projectRead, .auditRead, .breakGlassReview, .fleetRead,
-            .jobRead, .datasetRead, .keyManage, .keyRead,
+            .jobRead, .datasetRead, .datasetGovern, .keyManage, .keyRead,
         ],
         .tenantAdmin: [
             .roleGrant, .roleRead, .tokenManage, .tenantRead, .projectCreate, .projectRead, .emergencyAccess,
-            .fleetRead, .quotaManage, .quotaRead, .jobRead, .datasetRead, .datasetGrant, .keyManage, .keyRead,
+            .fleetRead, .quotaManage, .quotaRead, .jobRead, .datasetRead, .datasetGrant, .datasetGovern,
+            .keyManage, .keyRead,
         ],
         .researcher: [
             .projectRead, .phiRead, .emergencyAccess, .quotaRead, .jobSubmit, .jobRead, .jobInspect, .jobCancel,

@@ -175,6 +175,10 @@ enum Migrations {
                     purpose TEXT NOT NULL, approved_by TEXT NOT NULL, approved_at BIGINT NOT NULL, revoked_at BIGINT)
                 """,
                 "CREATE INDEX dataset_grants_dataset ON dataset_grants (dataset_id)",
+                """
+                CREATE TABLE shredding_certificates (
+                    dataset_id TEXT PRIMARY KEY REFERENCES datasets(id), note TEXT NOT NULL)
+                """,
             ]),
     ]
 

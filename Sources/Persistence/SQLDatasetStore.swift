@@ -251,6 +251,34 @@ public final class SQLDatasetStore: DatasetStore {
         }
     }
 
+    // MARK: Shredding
+
+    public func saveShreddingCertificate(_ note: String, of dataset: DatasetID) async throws {
+        try await run { db in
+            try await db.raw(
+                """
+                INSERT INTO shredding_certificates (dataset_id, note) VALUES (\(bind: dataset.rawValue), \(bind: note))
+                """
+            ).run()
+        }
+    }
+
+    public func shreddingCertificate(of dataset: DatasetID) async throws -> String? {
+        try await run { db in
+            try await db.raw(
+                "SELECT note FROM shredding_certificates WHERE dataset_id = \(bind: dataset.rawValue)"
+            ).first()?.decode(column: "note", as: String.self)
+        }
+    }
+
+    public func shreddedDatasets() async throws -> [DatasetID] {
+        try await run { db in
+            try await db.raw("SELECT id FROM datasets WHERE shredded_at IS NOT NULL ORDER BY id").all().map {
+                DatasetID(unchecked: try $0.decode(column: "id", as: String.self))
+            }
+        }
+    }
+
     // MARK: Grants
 
     public func insertGrant(_ grant: GrantRecord) async throws {

@@ -203,6 +203,12 @@ public protocol DatasetStore: Sendable {
     /// Every live data key of a tenant (to re-wrap them under a new KEK version).
     func dataKeys(of tenant: TenantID) async throws -> [DataKeyRecord]
 
+    // Shredding
+    func saveShreddingCertificate(_ note: String, of dataset: DatasetID) async throws
+    func shreddingCertificate(of dataset: DatasetID) async throws -> String?
+    /// Every shredded dataset (their files are removed at start-up if a crash left some).
+    func shreddedDatasets() async throws -> [DatasetID]
+
     // Grants
     func insertGrant(_ grant: GrantRecord) async throws
     func updateGrant(_ grant: GrantRecord) async throws

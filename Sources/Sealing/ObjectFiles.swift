@@ -40,6 +40,13 @@ public struct ObjectFiles: Sendable {
         return try ObjectWriter(path: path, sealer: sealer)
     }
 
+    /// Removes every file of a dataset, in every tier.
+    public func removeAll(of dataset: DatasetID) {
+        for directory in Set(tiers.values) {
+            try? FileManager.default.removeItem(atPath: directory + "/" + dataset.rawValue)
+        }
+    }
+
     /// Removes the `.partial` files an interrupted upload or move left; returns how many.
     public func sweepPartials() -> Int {
         var removed = 0

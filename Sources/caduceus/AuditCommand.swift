@@ -9,7 +9,7 @@ struct AuditCommand: AsyncParsableCommand {
         abstract: "Append to, verify, prove and export the tamper-evident audit trail.",
         subcommands: [
             AuditInit.self, AuditAppend.self, AuditVerify.self, AuditProve.self, AuditCheckProof.self,
-            AuditEntry.self, AuditExport.self, AuditPayload.self,
+            AuditEntry.self, AuditExport.self, AuditPayload.self, AuditOpenNote.self,
         ]
     )
 }

@@ -137,3 +137,22 @@ struct AuditEntry: AsyncParsableCommand {
         StandardStreams.write(try TileReader(directory: log, size: checkpoint.size).entry(at: index))
     }
 }
+
+/// `caduceus audit open-note`: checks a signed note (a checkpoint, a shredding certificate) offline.
+struct AuditOpenNote: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "open-note",
+        abstract: "Check a signed note (e.g. a shredding certificate) against the log's verifier key; print its text.")
+
+    @Option(help: "The verifier key file (audit.vkey).") var vkey: String
+    @Argument(help: "The signed note (a file, or - for standard input).") var note: String
+
+    func run() async throws {
+        let key = try readVerifierKey(vkey)
+        do {
+            StandardStreams.write(Array(try key.open(try StandardStreams.readInput(note)).utf8))
+        } catch {
+            throw CLIError("the note does not verify with \(vkey): \(error)")
+        }
+    }
+}

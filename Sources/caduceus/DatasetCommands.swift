@@ -11,7 +11,7 @@ struct DatasetCommand: AsyncParsableCommand {
         commandName: "dataset", abstract: "Sealed datasets: create, upload, download, list.",
         subcommands: [
             Create.self, List.self, Show.self, Objects.self, Upload.self, Download.self, Grant.self, Grants.self,
-            RevokeGrant.self,
+            RevokeGrant.self, Hold.self, DeleteObject.self, Shred.self, Certificate.self,
         ])
 
     static let columns = ["name", "id", "project", "class", "residency", "retained until", "kek"]
@@ -214,6 +214,75 @@ extension DatasetCommand {
             try await callAPI(
                 client, .POST, "/v1/dataset-grants/\(try typedID(DatasetGrantID.self, id))/revoke", as: GrantView.self
             ) { (DatasetCommand.grantColumns, [DatasetCommand.grantRow($0)]) }
+        }
+    }
+}
+
+extension DatasetCommand {
+    struct Hold: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Legal hold: nothing of a held dataset may be deleted.", subcommands: [Set.self, Clear.self])
+
+        struct Set: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Put a dataset under legal hold.")
+            @OptionGroup var client: ClientOptions
+            @Argument(help: "The dataset's ID.") var id: String
+            func run() async throws { try await Hold.change(client, id, hold: true) }
+        }
+
+        struct Clear: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Release a dataset's legal hold.")
+            @OptionGroup var client: ClientOptions
+            @Argument(help: "The dataset's ID.") var id: String
+            func run() async throws { try await Hold.change(client, id, hold: false) }
+        }
+
+        static func change(_ client: ClientOptions, _ id: String, hold: Bool) async throws {
+            try await callAPI(
+                client, .POST, "/v1/datasets/\(try typedID(DatasetID.self, id))/hold", body: SetHoldRequest(hold: hold),
+                as: DatasetView.self
+            ) { (DatasetCommand.columns + ["legal hold"], [DatasetCommand.row($0) + [$0.legalHold ? "yes" : "no"]]) }
+        }
+    }
+
+    struct DeleteObject: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "delete-object",
+            abstract: "Delete an object (refused under retention or legal hold, with the day it becomes deletable).")
+        @OptionGroup var client: ClientOptions
+        @Argument(help: "The dataset's ID.") var id: String
+        @Argument(help: "The object's name.") var name: String
+
+        func run() async throws {
+            try await callAPI(client, .DELETE, "/v1/datasets/\(try typedID(DatasetID.self, id))/objects/\(name)")
+        }
+    }
+
+    struct Shred: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Crypto-shred a dataset after its retention; prints the signed shredding certificate.")
+        @OptionGroup var client: ClientOptions
+        @Argument(help: "The dataset's ID.") var id: String
+
+        func run() async throws {
+            try await callAPI(
+                client, .POST, "/v1/datasets/\(try typedID(DatasetID.self, id))/shred", as: ShreddingView.self
+            ) { (["dataset", "certificate"], [[$0.dataset.rawValue, $0.certificate]]) }
+        }
+    }
+
+    struct Certificate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a shredded dataset's certificate (check it with caduceus audit open-note).")
+        @OptionGroup var client: ClientOptions
+        @Argument(help: "The dataset's ID.") var id: String
+
+        func run() async throws {
+            let api = try client.client()
+            defer { Task { await api.shutdown() } }
+            let reply = try await api.send(
+                .GET, "/v1/datasets/\(try typedID(DatasetID.self, id))/shredding-certificate")
+            StandardStreams.write(Array(reply.body))
         }
     }
 }

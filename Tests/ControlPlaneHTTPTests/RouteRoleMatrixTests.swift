@@ -237,6 +237,13 @@ struct RouteRoleMatrixTests {
         case (.get, "/v1/datasets/{id}/grants"): return ("/v1/datasets/\(dataset)/grants", projectScope, nil)
         case (.post, "/v1/dataset-grants/{id}/revoke"):
             return ("/v1/dataset-grants/\(grant)/revoke", .tenant(tenant), nil)
+        case (.delete, "/v1/datasets/{id}/objects/{name}"):
+            return ("/v1/datasets/\(dataset)/objects/scan-1", projectScope, nil)
+        case (.post, "/v1/datasets/{id}/hold"):
+            return ("/v1/datasets/\(dataset)/hold", .tenant(tenant), #"{"hold":false}"#)
+        case (.post, "/v1/datasets/{id}/shred"): return ("/v1/datasets/\(dataset)/shred", .tenant(tenant), nil)
+        case (.get, "/v1/datasets/{id}/shredding-certificate"):
+            return ("/v1/datasets/\(dataset)/shredding-certificate", projectScope, nil)
         case (.get, "/v1/keys"): return ("/v1/keys?tenant=\(tenant)", .tenant(tenant), nil)
         case (.post, "/v1/keys/{id}/rotate"): return ("/v1/keys/\(tenant)/rotate", .tenant(tenant), nil)
         case (.post, "/v1/reports/phi-access"):
