@@ -46,6 +46,8 @@ extension ControlPlane {
         if swept > 0 { logger.notice("removed unfinished uploads", metadata: ["files": "\(swept)"]) }
         // A shredding is done once its key is gone; files a crash left behind go now.
         for dataset in try await settings.store.shreddedDatasets() { settings.files.removeAll(of: dataset) }
+        let misplaced = try await sweepMisplaced(settings)
+        if misplaced > 0 { logger.notice("removed stray object copies", metadata: ["files": "\(misplaced)"]) }
         datasetSettings.withLock { $0 = settings }
     }
 

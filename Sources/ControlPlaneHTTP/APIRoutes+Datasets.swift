@@ -43,6 +43,13 @@ extension APIRoutes {
             summary: "The signed certificate of a dataset's shredding (a note the audit verifier key checks)",
             access: .permission(.datasetRead)),
         .init(
+            method: .get, path: "/v1/datasets/{id}/lifecycle",
+            summary: "The tier moves the dataset's lifecycle rule asks for now (a dry run)",
+            access: .permission(.datasetGovern)),
+        .init(
+            method: .post, path: "/v1/datasets/{id}/lifecycle/apply",
+            summary: "Make the tier moves now (copy, verify, switch, delete)", access: .permission(.datasetGovern)),
+        .init(
             method: .post, path: "/v1/datasets/{id}/grants",
             summary: "Grant another project of the tenant the reading of a dataset, for a purpose of use",
             access: .permission(.datasetGrant), body: CreateGrantRequest.self),
@@ -139,6 +146,12 @@ extension RouteHandlers {
                     byteBuffer: ByteBuffer(
                         string: try await plane.shreddingCertificate(context.info, try Self.id(DatasetID.self, context))
                     )))
+        }
+        authed.get("/datasets/:id/lifecycle") { [plane] _, context in
+            try JSONBody.response(try await plane.lifecyclePlan(context.info, try Self.id(DatasetID.self, context)))
+        }
+        post(authed, "/datasets/:id/lifecycle/apply") { [plane] _, context in
+            try JSONBody.reply(try await plane.lifecycleApply(context.info, try Self.id(DatasetID.self, context)))
         }
         post(authed, "/datasets/:id/grants") { [plane] request, context in
             try JSONBody.reply(

@@ -63,7 +63,7 @@ public enum CaduceusServer {
         try await plane.enableDatasets(
             DatasetSettings(
                 store: database.datasets, root: KeyFileRootKeyProvider(rootKey: rootKey),
-                files: ObjectFiles(root: data + "/objects"), storageResidency: storageResidency,
+                files: Self.objectFiles(data, configuration), storageResidency: storageResidency,
                 auditDirectory: data + "/audit", auditVerifierKey: auditKeys.signer.verifierKey,
                 certificateSigner: auditKeys.signer))
         var createdBootstrapFile: String?
@@ -105,6 +105,9 @@ public enum CaduceusServer {
                         onAgentListener(port)
                     }))
             runners.append(agents)
+        }
+        if configuration.lifecycleIntervalMinutes > 0 {
+            services.append(LifecycleService(plane: plane, minutes: configuration.lifecycleIntervalMinutes))
         }
         if !runners.isEmpty {
             services.append(JobService(plane: plane, runner: runners.count == 1 ? runners[0] : JobRunners(runners)))
@@ -166,6 +169,15 @@ public enum CaduceusServer {
         return tls
     }
 
+    /// The tier directories: those configured, the rest under `<data>/objects/`.
+    static func objectFiles(_ data: String, _ configuration: ServerConfiguration) throws -> ObjectFiles {
+        var files = ObjectFiles(root: data + "/objects")
+        for (name, path) in try configuration.tierDirectories() {
+            if let tier = StorageTier(rawValue: name) { files.tiers[tier] = path }
+        }
+        return files
+    }
+
     static func loadOrCreateRootKey(_ path: String) throws -> SymmetricKey {
         if let bytes = try SecureFile.read(path) {
             guard bytes.count == 32 else {
@@ -190,6 +202,22 @@ struct JobService: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             await plane.runJobs(on: runner)
+        }
+    }
+}
+
+/// Moves objects between tiers by their lifecycle rules, every few minutes, for as long as the server runs.
+struct LifecycleService: Service {
+    let plane: ControlPlane
+    let minutes: Int
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(minutes * 60))
+                guard !Task.isCancelled else { return }
+                await plane.runLifecycle()
+            }
         }
     }
 }

@@ -32,10 +32,16 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
     public var agentTimeoutSeconds: Int = 30
     /// Days a node agent's certificate is valid (1–365); agents renew theirs when a third is left.
     public var agentCertificateDays: Int = 30
+    /// Directories of the storage tiers, `tier=path` by commas (e.g. `hot=/nvme/caduceus,cold=/capacity/caduceus`);
+    /// a tier not named lives in `<data>/objects/<tier>`.
+    public var objectTiers: String = ""
+    /// Minutes between runs of the tiering service (0: only on request).
+    public var lifecycleIntervalMinutes: Int = 60
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case dataDirectory, listen, idleTimeoutMinutes, sessionLifetimeHours, hostNames, auditOrigin, databaseURL
         case fakeGPUs, localResidency, stopGraceSeconds, agentListen, agentTimeoutSeconds, agentCertificateDays
+        case objectTiers, lifecycleIntervalMinutes
     }
 
     /// The defaults.
@@ -58,7 +64,8 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         ("CADUCEUS_FAKE_GPUS", "fakeGPUs"), ("CADUCEUS_LOCAL_RESIDENCY", "localResidency"),
         ("CADUCEUS_STOP_GRACE_SECONDS", "stopGraceSeconds"), ("CADUCEUS_AGENT_LISTEN", "agentListen"),
         ("CADUCEUS_AGENT_TIMEOUT_SECONDS", "agentTimeoutSeconds"),
-        ("CADUCEUS_AGENT_CERTIFICATE_DAYS", "agentCertificateDays"),
+        ("CADUCEUS_AGENT_CERTIFICATE_DAYS", "agentCertificateDays"), ("CADUCEUS_OBJECT_TIERS", "objectTiers"),
+        ("CADUCEUS_LIFECYCLE_INTERVAL_MINUTES", "lifecycleIntervalMinutes"),
     ]
 
     /// Resolves the configuration from a file (if given), the environment and flag overrides.
@@ -116,6 +123,8 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         case "agentListen": agentListen = value
         case "agentTimeoutSeconds": agentTimeoutSeconds = try int(value)
         case "agentCertificateDays": agentCertificateDays = try int(value)
+        case "objectTiers": objectTiers = value
+        case "lifecycleIntervalMinutes": lifecycleIntervalMinutes = try int(value)
         default: throw CaduceusError(code: "config.value", message: "unknown setting '\(key)'")
         }
     }
@@ -144,6 +153,10 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         guard (1...365).contains(agentCertificateDays) else {
             throw CaduceusError(code: "config.value", message: "agentCertificateDays must be 1 to 365")
         }
+        guard (0...10_080).contains(lifecycleIntervalMinutes) else {
+            throw CaduceusError(code: "config.value", message: "lifecycleIntervalMinutes must be 0 to 10080")
+        }
+        _ = try tierDirectories()
         _ = try bindAddress()
         _ = try agentBindAddress()
         guard !dataDirectory.isEmpty else {
@@ -154,6 +167,22 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
     /// Host and port of `listen`.
     public func bindAddress() throws -> (host: String, port: Int) {
         try Self.hostAndPort(listen, "listen")
+    }
+
+    /// The directories `objectTiers` names, by tier.
+    public func tierDirectories() throws -> [String: String] {
+        var tiers: [String: String] = [:]
+        for item in objectTiers.split(separator: ",") where !item.trimmingCharacters(in: .whitespaces).isEmpty {
+            let parts = item.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, ["hot", "warm", "cold", "archive"].contains(parts[0]), parts[1].hasPrefix("/")
+            else {
+                throw CaduceusError(
+                    code: "config.value",
+                    message: "objectTiers takes tier=/absolute/path by commas (hot, warm, cold, archive)")
+            }
+            tiers[parts[0]] = parts[1]
+        }
+        return tiers
     }
 
     /// Host and port of `agentListen`; nil when it is `off`.
@@ -181,7 +210,8 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
             ("fakeGPUs", String(fakeGPUs)), ("localResidency", localResidency),
             ("stopGraceSeconds", String(stopGraceSeconds)), ("agentListen", agentListen),
             ("agentTimeoutSeconds", String(agentTimeoutSeconds)),
-            ("agentCertificateDays", String(agentCertificateDays)),
+            ("agentCertificateDays", String(agentCertificateDays)), ("objectTiers", objectTiers),
+            ("lifecycleIntervalMinutes", String(lifecycleIntervalMinutes)),
         ]
     }
 

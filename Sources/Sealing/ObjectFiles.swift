@@ -40,6 +40,68 @@ public struct ObjectFiles: Sendable {
         return try ObjectWriter(path: path, sealer: sealer)
     }
 
+    /// Moves an object's sealed file to another tier: copies it to `<target>.partial`, syncs it, checks that
+    /// the copy's SHA-256 is the source's, renames it into place, and only then removes the source. A crash at
+    /// any point leaves a whole object where the metadata says it is (see `sweepMisplaced`).
+    public func move(
+        _ object: ObjectID, of dataset: DatasetID, from source: StorageTier, to target: StorageTier
+    ) throws(CaduceusError) {
+        let from = path(object, of: dataset, in: source)
+        let to = path(object, of: dataset, in: target)
+        let folder = String(to[..<(to.lastIndex(of: "/") ?? to.endIndex)])
+        do {
+            try FileManager.default.createDirectory(
+                atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw CaduceusError(code: "seal.io", message: "cannot create \(folder)")
+        }
+        let input = try File(path: from, write: false)
+        defer { input.close() }
+        let output = try File(path: to + ".partial", write: true)
+        var copied = SHA256()
+        do throws(CaduceusError) {
+            var offset = 0
+            while true {
+                let piece = try input.readData(at: offset, count: 8 << 20)
+                if piece.isEmpty { break }
+                copied.update(data: piece)
+                try output.write(piece)
+                offset += piece.count
+            }
+            try output.sync()
+            output.close()
+            guard try Self.sha256(of: to + ".partial") == Array(copied.finalize()) else {
+                throw CaduceusError(code: "seal.io", message: "the copy of \(object) does not match its source")
+            }
+            guard rename(to + ".partial", to) == 0 else {
+                throw CaduceusError(code: "seal.io", message: "cannot move \(object) into \(target.rawValue)")
+            }
+        } catch {
+            output.close()
+            unlink(to + ".partial")
+            throw error
+        }
+    }
+
+    /// Removes the copy an object left in a tier it no longer lives in.
+    public func removeCopy(_ object: ObjectID, of dataset: DatasetID, in tier: StorageTier) {
+        unlink(path(object, of: dataset, in: tier))
+    }
+
+    static func sha256(of path: String) throws(CaduceusError) -> [UInt8] {
+        let file = try File(path: path, write: false)
+        defer { file.close() }
+        var digest = SHA256()
+        var offset = 0
+        while true {
+            let piece = try file.readData(at: offset, count: 8 << 20)
+            if piece.isEmpty { break }
+            digest.update(data: piece)
+            offset += piece.count
+        }
+        return Array(digest.finalize())
+    }
+
     /// Removes every file of a dataset, in every tier.
     public func removeAll(of dataset: DatasetID) {
         for directory in Set(tiers.values) {

@@ -11,7 +11,7 @@ struct DatasetCommand: AsyncParsableCommand {
         commandName: "dataset", abstract: "Sealed datasets: create, upload, download, list.",
         subcommands: [
             Create.self, List.self, Show.self, Objects.self, Upload.self, Download.self, Grant.self, Grants.self,
-            RevokeGrant.self, Hold.self, DeleteObject.self, Shred.self, Certificate.self,
+            RevokeGrant.self, Hold.self, DeleteObject.self, Shred.self, Certificate.self, Lifecycle.self,
         ])
 
     static let columns = ["name", "id", "project", "class", "residency", "retained until", "kek"]
@@ -283,6 +283,47 @@ extension DatasetCommand {
             let reply = try await api.send(
                 .GET, "/v1/datasets/\(try typedID(DatasetID.self, id))/shredding-certificate")
             StandardStreams.write(Array(reply.body))
+        }
+    }
+}
+
+extension DatasetCommand {
+    struct Lifecycle: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Tiering by the dataset's lifecycle rule: plan (a dry run) or apply the moves.",
+            subcommands: [Plan.self, Apply.self])
+
+        static func table(_ view: LifecyclePlanView) -> ([String], [[String]]) {
+            (
+                ["object", "name", "from", "to", "idle days", "failure"],
+                view.moves.map {
+                    [$0.object.rawValue, $0.name, $0.from.rawValue, $0.to.rawValue, "\($0.idleDays)", $0.failure ?? ""]
+                }
+            )
+        }
+
+        struct Plan: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Show what would move (nothing moves).")
+            @OptionGroup var client: ClientOptions
+            @Argument(help: "The dataset's ID.") var id: String
+
+            func run() async throws {
+                try await callAPI(
+                    client, .GET, "/v1/datasets/\(try typedID(DatasetID.self, id))/lifecycle",
+                    as: LifecyclePlanView.self, table: Lifecycle.table)
+            }
+        }
+
+        struct Apply: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Move the objects now.")
+            @OptionGroup var client: ClientOptions
+            @Argument(help: "The dataset's ID.") var id: String
+
+            func run() async throws {
+                try await callAPI(
+                    client, .POST, "/v1/datasets/\(try typedID(DatasetID.self, id))/lifecycle/apply",
+                    as: LifecyclePlanView.self, table: Lifecycle.table)
+            }
         }
     }
 }

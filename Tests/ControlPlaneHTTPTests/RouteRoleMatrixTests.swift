@@ -244,6 +244,9 @@ struct RouteRoleMatrixTests {
         case (.post, "/v1/datasets/{id}/shred"): return ("/v1/datasets/\(dataset)/shred", .tenant(tenant), nil)
         case (.get, "/v1/datasets/{id}/shredding-certificate"):
             return ("/v1/datasets/\(dataset)/shredding-certificate", projectScope, nil)
+        case (.get, "/v1/datasets/{id}/lifecycle"): return ("/v1/datasets/\(dataset)/lifecycle", .tenant(tenant), nil)
+        case (.post, "/v1/datasets/{id}/lifecycle/apply"):
+            return ("/v1/datasets/\(dataset)/lifecycle/apply", .tenant(tenant), nil)
         case (.get, "/v1/keys"): return ("/v1/keys?tenant=\(tenant)", .tenant(tenant), nil)
         case (.post, "/v1/keys/{id}/rotate"): return ("/v1/keys/\(tenant)/rotate", .tenant(tenant), nil)
         case (.post, "/v1/reports/phi-access"):

@@ -162,4 +162,79 @@ struct DatasetTests {
             #expect(events.filter { $0.action == "dataset.shred" && $0.outcome == .error }.count == 3)
         }
     }
+
+    /// Logs in a person created before the clock moved (a session does not outlive a jump of days).
+    func lateLogin(_ h: Harness, _ created: CreateUserResponse, _ name: String) async throws -> RequestInfo {
+        let password = try #require(created.initialPassword)
+        let (first, token) = try await h.login(name, password, secret: try #require(created.otpauthURI))
+        try await h.plane.changePassword(
+            first, ChangePasswordRequest(currentPassword: password, newPassword: "\(name)'s own password"))
+        return try await h.authenticated(token)
+    }
+
+    @Test("tiering: idle objects move warm then cold, a read brings them back hot, stray copies are swept")
+    func tiering() async throws {
+        try await Harness.with { h in
+            let f = try await FleetFixture.make(h)
+            let data = try await h.plane.createDataset(
+                FleetFixture.again(f.researcher),
+                CreateDatasetRequest(
+                    project: f.project.id, name: "tiered", classification: .phi, residency: Residency(rawValue: "US")!,
+                    retentionYears: 1, lifecycle: LifecycleRule(warmAfterDays: 30, coldAfterDays: 90)))
+            let bytes = (0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+            let object = try await upload(f, data.id, "scan", bytes)
+            let reader = try await h.plane.createUser(f.admin, CreateUserRequest(name: "ria"))
+            _ = try await h.plane.grantRole(
+                f.admin,
+                GrantRoleRequest(user: reader.user.id, role: .researcher, scope: .project(f.tenant.id, f.project.id)))
+            func tier() async throws -> StorageTier? { try await h.database.datasets.object(id: object.id)?.tier }
+            func located() -> [String] { files(h).map { String($0.prefix { $0 != "/" }) } }
+
+            await h.plane.runLifecycle()
+            #expect(try await tier() == .hot && located() == ["hot"])
+            h.clock.advance(seconds: 31 * 86_400)
+            await h.plane.runLifecycle()
+            #expect(try await tier() == .warm && located() == ["warm"], "\(located())")
+            h.clock.advance(seconds: 60 * 86_400)
+            await h.plane.runLifecycle()
+            #expect(try await tier() == .cold && located() == ["cold"], "\(located())")
+
+            // A read from the cold tier works, and makes the object hot again at the next run.
+            let ria = try await lateLogin(h, reader, "ria")
+            let opened = try await h.plane.openObject(ria, dataset: data.id, name: "scan", range: nil)
+            var read: [UInt8] = []
+            let buffer = UnsafeMutableRawBufferPointer.allocate(
+                byteCount: opened.reader.header.plaintextPerChunk, alignment: 16)
+            defer { buffer.deallocate() }
+            for index in 0..<opened.reader.header.chunkCount {
+                let count = opened.reader.header.plaintextCount(ofChunk: index)
+                try opened.reader.read(chunk: index, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]))
+                read += Array(buffer[0..<count])
+            }
+            #expect(read == bytes)
+            await h.plane.runLifecycle()
+            #expect(try await tier() == .hot && located() == ["hot"], "\(located())")
+
+            // A copy a crash left in another tier, and a file of no object, are removed at start-up.
+            let storage = ObjectFiles(root: h.directory + "/objects")
+            try FileManager.default.createDirectory(
+                atPath: h.directory + "/objects/archive/\(data.id)", withIntermediateDirectories: true)
+            try FileManager.default.copyItem(
+                atPath: storage.path(object.id, of: data.id, in: .hot),
+                toPath: storage.path(object.id, of: data.id, in: .archive))
+            try FileManager.default.copyItem(
+                atPath: storage.path(object.id, of: data.id, in: .hot),
+                toPath: storage.path(ObjectID.generate(), of: data.id, in: .hot))
+            #expect(located().count == 3)
+            try await h.plane.enableDatasets(
+                DatasetSettings(
+                    store: h.database.datasets, root: KeyFileRootKeyProvider(rootKey: SymmetricKey(size: .bits256)),
+                    files: storage, storageResidency: Residency(rawValue: "US")!,
+                    auditDirectory: h.directory + "/audit",
+                    auditVerifierKey: h.keys.signer.verifierKey, certificateSigner: h.keys.signer))
+            #expect(located() == ["hot"], "\(located())")
+            let events = try await h.events()
+            #expect(events.filter { $0.action == "dataset.object.move" }.count == 3)
+        }
+    }
 }
