@@ -165,10 +165,10 @@ extension ControlPlane {
     /// Stores an object: seals `body` as it arrives (never holding the object), checks its length and, when
     /// given, its SHA-256, and records it with the keyed hashes of the patients declared. Nothing is visible
     /// until everything checked out.
-    public func uploadObject(
+    public func uploadObject<Piece>(
         _ request: RequestInfo, dataset id: DatasetID, name: String, length: Int64?, sha256: String?,
-        patients: [String], body: some AsyncSequence<[UInt8], any Error>
-    ) async throws -> ObjectView {
+        patients: [String], body: some AsyncSequence<Piece, any Error>
+    ) async throws -> ObjectView where Piece: DataProtocol & RandomAccessCollection<UInt8> {
         let context = try datasetContext()
         let (dataset, decision, subject) = try await authorizeDataset(
             request, id, "dataset.object.upload", .datasetWrite)

@@ -3,6 +3,7 @@ import ControlPlane
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import NIOFoundationCompat
 import Sealing
 
 extension APIRoutes {
@@ -112,7 +113,7 @@ extension RouteHandlers {
             let object = try await plane.uploadObject(
                 context.info, dataset: try Self.id(DatasetID.self, context), name: context.parameters.get("name") ?? "",
                 length: length, sha256: headers[.caduceusSHA256], patients: patients,
-                body: request.body.map { Array($0.readableBytesView) })
+                body: request.body.map { $0.readableBytesView })
             return try JSONBody.response(object, status: .created)
         }
         authed.get("/datasets/:id/objects/:name") { [plane] request, context in

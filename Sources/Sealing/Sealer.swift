@@ -43,21 +43,37 @@ public struct Sealer: Sendable {
     ) throws(CaduceusError)
         -> [Data]
     {
-        guard consumed + UInt64(bytes.count) <= header.plaintextLength else {
+        let result = bytes.withContiguousStorageIfAvailable { buffer in
+            Result { () throws(CaduceusError) in try append(UnsafeRawBufferPointer(buffer)) }
+        }
+        if let result { return try result.get() }
+        return try Array(bytes).withUnsafeBytes { raw in
+            Result { () throws(CaduceusError) in try append(raw) }
+        }.get()
+    }
+
+    /// Seals the bytes at `raw` (see `append(_:)`).
+    public mutating func append(_ raw: UnsafeRawBufferPointer) throws(CaduceusError) -> [Data] {
+        guard consumed + UInt64(raw.count) <= header.plaintextLength else {
             throw SealError.invalid("more plaintext than the \(header.plaintextLength) bytes declared")
         }
-        consumed += UInt64(bytes.count)
+        consumed += UInt64(raw.count)
         var output: [Data] = []
-        var start = bytes.startIndex
-        while start != bytes.endIndex {
+        var start = 0
+        while start < raw.count {
             let want = header.plaintextCount(ofChunk: index) - pending.count
-            let end = bytes.index(start, offsetBy: min(want, bytes.distance(from: start, to: bytes.endIndex)))
-            if pending.isEmpty && bytes.distance(from: start, to: end) == want {
-                output.append(try sealChunk(bytes[start..<end]))
+            let end = start + min(want, raw.count - start)
+            let piece = UnsafeRawBufferPointer(rebasing: raw[start..<end])
+            if pending.isEmpty && end - start == want {
+                output.append(try sealChunk(piece))
             } else {
-                pending.append(contentsOf: bytes[start..<end])
+                pending.append(contentsOf: piece)
                 if pending.count == header.plaintextCount(ofChunk: index) {
-                    output.append(try sealChunk(pending))
+                    let whole = pending
+                    let sealed = whole.withUnsafeBytes { buffer in
+                        Result { () throws(CaduceusError) in try sealChunk(buffer) }
+                    }
+                    output.append(try sealed.get())
                     pending.removeAll(keepingCapacity: true)
                 }
             }
@@ -73,24 +89,25 @@ public struct Sealer: Sendable {
             throw SealError.invalid("\(consumed) bytes of plaintext where \(header.plaintextLength) were declared")
         }
         guard index < header.chunkCount else { return [] }
-        defer { pending = [] }
-        return [try sealChunk(pending)]
+        let rest = pending
+        pending = []
+        let sealed = rest.withUnsafeBytes { buffer in Result { () throws(CaduceusError) in try sealChunk(buffer) } }
+        return [try sealed.get()]
     }
 
-    private mutating func sealChunk(
-        _ plaintext: some DataProtocol & RandomAccessCollection<UInt8>
-    ) throws(CaduceusError) -> Data {
+    private mutating func sealChunk(_ plaintext: UnsafeRawBufferPointer) throws(CaduceusError) -> Data {
         let aad = Self.aad(headerDigest, index: index, last: index == header.chunkCount - 1)
         let nonceBytes = nonce(index)
-        var chunk = Data(count: plaintext.count + SealHeader.chunkOverhead)
-        let sealed = chunk.withUnsafeMutableBytes { out in
-            plaintext.withContiguousStorageIfAvailable { input in
-                cipher.seal(UnsafeRawBufferPointer(input), nonce: nonceBytes, aad: aad, into: out)
-            } ?? Array(plaintext).withUnsafeBytes { cipher.seal($0, nonce: nonceBytes, aad: aad, into: out) }
+        // Every byte of the chunk is written by the seal: its memory needs no zeroing first.
+        let size = plaintext.count + SealHeader.chunkOverhead
+        let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
+        guard cipher.seal(plaintext, nonce: nonceBytes, aad: aad, into: memory) else {
+            memory.deallocate()
+            throw SealError.invalid("cannot seal chunk \(index)")
         }
-        guard sealed else { throw SealError.invalid("cannot seal chunk \(index)") }
         index += 1
-        return chunk
+        return Data(
+            bytesNoCopy: memory.baseAddress!, count: size, deallocator: .custom { pointer, _ in pointer.deallocate() })
     }
 
     /// `SHA-256(header) ‖ u64(i) ‖ u8(last)`.

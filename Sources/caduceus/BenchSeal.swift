@@ -1,6 +1,7 @@
 import ArgumentParser
 import CaduceusCore
 import Foundation
+import Logging
 import Sealing
 
 struct BenchSeal: AsyncParsableCommand {
@@ -17,7 +18,10 @@ struct BenchSeal: AsyncParsableCommand {
     @Option(help: "GiB to seal and open.") var gib: Int = 1
     @Option(help: "GiB of the object read at random (0: skip).") var objectGib: Int = 10
     @Option(help: "Random chunk reads to time.") var samples: Int = 2_000
-    @Option(help: "Directory for the scratch object (default: the system temporary directory).")
+    @Option(help: "Datasets whose data keys a KEK rotation re-wraps (0: skip the server part).")
+    var datasets: Int = 10_000
+    @Option(help: "GiB uploaded and downloaded over HTTPS on loopback (0: skip).") var uploadGib: Int = 4
+    @Option(help: "Directory for the scratch object and server (default: the system temporary directory).")
     var directory: String?
 
     func run() async throws {
@@ -59,6 +63,25 @@ struct BenchSeal: AsyncParsableCommand {
                 ),
                 ("randomChunkReadP50Microseconds", String(format: "%.1f", latencies[latencies.count / 2])),
                 ("randomChunkReadP99Microseconds", String(format: "%.1f", latencies[latencies.count * 99 / 100])),
+            ]
+        }
+        if datasets > 0 {
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = .warning
+                return handler
+            }
+            let served = try await BenchDatasets.run(
+                datasets: datasets, uploadBytes: uploadGib << 30,
+                directory: directory ?? FileManager.default.temporaryDirectory.path)
+            figures += [
+                ("rotationDatasets", "\(served.datasets)"),
+                ("rotationSeconds", String(format: "%.3f", served.rotationSeconds)),
+                ("httpsUploadBytes", "\(served.uploadBytes)"),
+                ("httpsUploadMBps", String(format: "%.1f", served.uploadMBps)),
+                ("httpsDownloadMBps", String(format: "%.1f", served.downloadMBps)),
+                ("peakResidentMiBDuringUpload", String(format: "%.1f", served.peakResidentMiBDuringUpload)),
+                ("referenceDiskWriteMBps", String(format: "%.1f", served.diskWriteMBps)),
             ]
         }
         StandardStreams.line("{" + figures.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
