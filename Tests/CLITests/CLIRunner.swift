@@ -158,6 +158,13 @@ final class TestServer {
     /// What the server has logged so far (JSON lines).
     var logText: String { String(decoding: errors.snapshot, as: UTF8.self) }
 
+    /// Kills the server at once (SIGKILL), as a crash would.
+    func kill() {
+        guard process.isRunning else { return }
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
     func stop() {
         if process.isRunning {
             process.terminate()
