@@ -108,9 +108,16 @@ extension ControlPlane {
         }
         let runner = self.runner.withLock { $0 }
         return try await read(request, subject, decision: decision) { _ in
-            let chunk = await runner?.readLog(id, stderr: stderr, from: offset, limit: limit)
-            let bytes = chunk?.bytes ?? []
-            let size = chunk?.size ?? 0
+            // Sealed once the job ended; plain text before (a log being sealed is read again sealed).
+            var chunk = try await self.readSealedLog(job, stderr: stderr, from: offset, limit: limit)
+            if chunk == nil {
+                chunk = await runner?.readLog(id, stderr: stderr, from: offset, limit: limit).map {
+                    ($0.bytes, $0.size)
+                }
+            }
+            if chunk == nil { chunk = try await self.readSealedLog(job, stderr: stderr, from: offset, limit: limit) }
+            let bytes = chunk?.0 ?? []
+            let size = chunk?.1 ?? 0
             let next = min(size, offset) + bytes.count
             return JobLogView(
                 job: id, stream: stderr ? "stderr" : "stdout", offset: offset, nextOffset: next, size: size,

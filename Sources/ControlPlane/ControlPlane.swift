@@ -188,7 +188,7 @@ extension ControlPlane {
     public func runJobs(on runner: any JobRunner) async {
         let execution = ExecutionService(
             runner: runner, scheduling: scheduling, fleet: fleet, audit: audit, clock: clock, logger: logger,
-            inputSource: JobDatasets(plane: self)
+            inputSource: JobDatasets(plane: self), onEnded: { [weak self] job in await self?.sealJobLogs(job) }
         ) { [self] report in
             let view = GPUScrubView(report, at: clock.now())
             lastScrubs.withLock { $0[report.node, default: [:]][report.gpuUUID] = view }

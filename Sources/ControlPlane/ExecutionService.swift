@@ -20,14 +20,18 @@ final class ExecutionService: JobReporter, Sendable {
     let onScrub: @Sendable (GPUScrubReport) -> Void
     /// Lists and reads the datasets jobs read (the control plane's use cases).
     let inputSource: (any JobInputSource)?
+    /// Called once a run's end is recorded (the control plane seals the job's logs).
+    let onEnded: @Sendable (JobID) async -> Void
     private let kicks: AsyncStream<Void>.Continuation
     private let stream: AsyncStream<Void>
 
     init(
         runner: any JobRunner, scheduling: SchedulingService, fleet: any FleetStore, audit: AuditRecorder,
         clock: any WallClock, logger: Logger, inputSource: (any JobInputSource)? = nil,
+        onEnded: @escaping @Sendable (JobID) async -> Void = { _ in },
         onScrub: @escaping @Sendable (GPUScrubReport) -> Void = { _ in }
     ) {
+        self.onEnded = onEnded
         self.inputSource = inputSource
         self.onScrub = onScrub
         self.runner = runner
@@ -132,6 +136,7 @@ final class ExecutionService: JobReporter, Sendable {
             logger.error("cannot record a job's end", metadata: ["job": "\(launch.key)", "error": "\(error)"])
         }
         kick()
+        await onEnded(launch.key.job)
     }
 
     func changed() { kick() }

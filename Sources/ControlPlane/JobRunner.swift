@@ -1,4 +1,5 @@
 import CaduceusCore
+import Foundation
 import Scheduling
 
 /// Where placed jobs run: the node agent of this machine in embedded mode, remote node agents, Slurm later.
@@ -24,6 +25,9 @@ public protocol JobRunner: Sendable {
     /// Sanitises a node whose work has all left it: scrubs every GPU (reporting each) and erases its local
     /// scratch. Nil when it cannot yet (a GPU is still held) or does not serve the node.
     func sanitize(node: NodeID, reporter: any JobReporter) async -> NodeSanitization?
+    /// The files on this machine holding a job's standard output and error as plain text (nil when it keeps
+    /// none); the control plane seals them once the job has ended.
+    func logFiles(of job: JobID) -> (stdout: String, stderr: String)?
     /// Kills whatever is left on `node` of a job this runner no longer tracks (after a restart) and erases
     /// its scratch; returns the processes killed (a remote agent does it later and reports 0).
     func reclaim(_ job: JobID, on node: NodeID) async -> Int
@@ -223,5 +227,10 @@ public struct JobRunners: JobRunner {
 
     public func reclaim(_ job: JobID, on node: NodeID) async -> Int {
         await runners.first { $0.serves(node: node) }?.reclaim(job, on: node) ?? 0
+    }
+
+    public func logFiles(of job: JobID) -> (stdout: String, stderr: String)? {
+        runners.lazy.compactMap { $0.logFiles(of: job) }.first { FileManager.default.fileExists(atPath: $0.stdout) }
+            ?? runners.lazy.compactMap { $0.logFiles(of: job) }.first
     }
 }

@@ -202,6 +202,10 @@ public final class RemoteAgents: JobRunner {
         return result
     }
 
+    public func logFiles(of job: JobID) -> (stdout: String, stderr: String)? {
+        (logPath(job, stderr: false), logPath(job, stderr: true))
+    }
+
     public func reclaim(_ job: JobID, on id: NodeID) async -> Int {
         wake(
             state.withLock { state -> [CheckedContinuation<Void, Never>] in

@@ -80,6 +80,8 @@ public final class LocalNodeAgent: JobRunner {
             succeeded: outcome.alert == nil && !outcome.records.isEmpty)
     }
 
+    public func logFiles(of job: JobID) -> (stdout: String, stderr: String)? { executor.logPaths(of: job) }
+
     public func reclaim(_ job: JobID, on node: NodeID) async -> Int {
         executor.reclaim(job)
     }

@@ -267,6 +267,8 @@ public final class RemoteNodeAgent: Sendable {
             await agent.flushLogs(launch.key.job)
             await agent.deliver("ended", AgentEndedRequest(key: launch.key, outcome: outcome))
             agent.ended(launch.key)
+            // The control plane holds (and seals) the output now; the node keeps none of it.
+            agent.executor.eraseLogs(of: launch.key.job)
         }
 
         func scrubbed(_ report: GPUScrubReport) async {

@@ -57,6 +57,11 @@ struct ExecutionEndToEndTests {
         #expect(scrubs.allSatisfy { ($0["bytesOverwritten"] as? Int ?? 0) > 0 })
         let logs = try session.run(["job", "logs", hello], as: "rita")
         #expect(logs.status == 0 && logs.text.hasPrefix("hi FAKE-"), "\(logs.text) \(logs.stderr)")
+        // An ended job's output is sealed at rest; the plain text is gone.
+        let folder = server.data + "/jobs/\(hello)"
+        #expect(!FileManager.default.fileExists(atPath: folder + "/stdout.log"))
+        let sealed = try Data(contentsOf: URL(fileURLWithPath: folder + "/stdout.log.sealed"))
+        #expect(sealed.prefix(8) == Data("CADSEAL1".utf8) && sealed.range(of: Data("hi FAKE".utf8)) == nil)
         #expect(try session.run(["job", "logs", hello], as: "admin").status != 0, "the platform admin reads no output")
 
         // Training holds both GPUs; inference needs them: training is preempted and requeued, inference runs.

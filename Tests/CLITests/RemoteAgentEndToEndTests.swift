@@ -75,6 +75,9 @@ struct RemoteAgentEndToEndTests {
         let logs = try session.run(["job", "logs", hello], as: "rita")
         #expect(logs.text == "hi FAKE-\(node)-0 from \(hello)\n" || logs.text.hasPrefix("hi FAKE-"), "\(logs.text)")
         #expect(logs.text.hasSuffix("from \(hello)\n"), "\(logs.text) \(logs.stderr)")
+        // The node keeps no output of an ended job; the control plane holds it sealed.
+        #expect(!FileManager.default.fileExists(atPath: agentData + "/jobs/\(hello)/stdout.log"))
+        #expect(FileManager.default.fileExists(atPath: server.data + "/agent-logs/\(hello)/stdout.sealed"))
         let scrubbed = try waitForNode(node, session) { ($0["lastScrubs"] as? [[String: Any]])?.count == 2 }
         #expect((scrubbed["lastScrubs"] as? [[String: Any]])?.allSatisfy { $0["passed"] as? Bool == true } == true)
 

@@ -138,6 +138,12 @@ public final class LocalExecutor: Sendable {
         return killed
     }
 
+    /// Overwrites and removes a job's log files (once the control plane holds them).
+    public func eraseLogs(of job: JobID) {
+        Files.erase(logPaths(of: job).stdout)
+        Files.erase(logPaths(of: job).stderr)
+    }
+
     /// Erases a job's scratch folder (overwriting its files first); returns the files erased.
     @discardableResult
     public func eraseScratch(of job: JobID) -> Int { Files.erase(folder(of: job) + "/scratch") }
