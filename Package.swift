@@ -124,7 +124,7 @@ let package = Package(
         .target(
             name: "RemoteAgent",
             dependencies: [
-                "CaduceusCore", "ControlPlane", "EmbeddedAgent", "NodeAgent", "Scheduling",
+                "CaduceusCore", "ControlPlane", "EmbeddedAgent", "NodeAgent", "Scheduling", "Sealing",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

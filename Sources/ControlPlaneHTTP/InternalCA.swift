@@ -4,6 +4,7 @@ import ControlPlane
 import Crypto
 import Foundation
 import HTTPTypes
+import Sealing
 import SwiftASN1
 import X509
 
@@ -195,15 +196,7 @@ extension InternalCA: NodeCertificateIssuer {
             }, issuerPrivateKey: .init(caKey))
         return IssuedCertificate(
             chainPEM: try certificate.serializeAsPEM().pemString + "\n" + caCertificatePEM,
-            serial: Self.hex(serial.bytes),
+            serial: Hex.string(serial.bytes),
             expiresAt: Timestamp(millisecondsSinceEpoch: Int64(end.timeIntervalSince1970 * 1000)))
-    }
-
-    /// Lower-case hex of some bytes (certificate serials).
-    static func hex(_ bytes: some Sequence<UInt8>) -> String {
-        bytes.map { byte in
-            let hex = String(byte, radix: 16)
-            return hex.count == 1 ? "0" + hex : hex
-        }.joined()
     }
 }

@@ -4,6 +4,7 @@ import Crypto
 import Foundation
 import NIOHTTP1
 import Scheduling
+import Sealing
 import SwiftASN1
 import X509
 
@@ -63,7 +64,7 @@ public struct AgentIdentity: Codable, Sendable, Equatable {
         let ca = try Certificate(pemEncoded: caPEM)
         var serializer = DER.Serializer()
         try serializer.serialize(ca)
-        guard hex(SHA256.hash(data: serializer.serializedBytes)) == expectedDigest else {
+        guard Hex.string(SHA256.hash(data: serializer.serializedBytes)) == expectedDigest else {
             throw AgentError(
                 status: 0, "the server at \(server) does not present the CA the join token names; not enrolling")
         }
@@ -127,12 +128,5 @@ public struct AgentIdentity: Codable, Sendable, Equatable {
                 atPath: temporary, contents: Data(bytes), attributes: [.posixPermissions: mode])
         else { throw AgentError(status: 0, "cannot write \(temporary)") }
         guard rename(temporary, path) == 0 else { throw AgentError(status: 0, "cannot write \(path)") }
-    }
-
-    static func hex(_ bytes: some Sequence<UInt8>) -> String {
-        bytes.map { byte in
-            let hex = String(byte, radix: 16)
-            return hex.count == 1 ? "0" + hex : hex
-        }.joined()
     }
 }

@@ -54,7 +54,7 @@ public enum SealedFile {
             throw SealError.invalid("cannot write \(output)")
         }
         return Sealed(
-            header: sealer.header, plaintextSHA256: hex(digest.finalize()), objectSize: sealer.header.objectSize)
+            header: sealer.header, plaintextSHA256: Hex.string(digest.finalize()), objectSize: sealer.header.objectSize)
     }
 
     /// Opens the sealed file at `path` and hands `range` of its plaintext (all of it when nil) to `sink`, in
@@ -135,12 +135,6 @@ public enum SealedFile {
             .plaintextLength
     }
 
-    static func hex(_ bytes: some Sequence<UInt8>) -> String {
-        bytes.map { byte in
-            let hex = String(byte, radix: 16)
-            return hex.count == 1 ? "0" + hex : hex
-        }.joined()
-    }
 }
 
 /// A file descriptor with positioned reads and whole writes.
@@ -167,17 +161,10 @@ final class File: Sendable {
     /// Up to `count` bytes from `offset` (fewer only at the end of the file).
     func read(at offset: Int, count: Int) throws(CaduceusError) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
-        var done = 0
-        while done < count {
-            let n = bytes.withUnsafeMutableBytes {
-                pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done))
-            }
-            if n < 0 && errno == EINTR { continue }
-            guard n >= 0 else { throw CaduceusError(code: "seal.io", message: "cannot read \(path)") }
-            if n == 0 { break }
-            done += n
-        }
-        if done < count { bytes.removeLast(count - done) }
+        let done = try bytes.withUnsafeMutableBytes { raw in
+            Result { () throws(CaduceusError) in try read(at: offset, into: raw) }
+        }.get()
+        bytes.removeLast(count - done)
         return bytes
     }
 
@@ -197,17 +184,10 @@ final class File: Sendable {
     /// Like `read`, into `Data`.
     func readData(at offset: Int, count: Int) throws(CaduceusError) -> Data {
         var data = Data(count: count)
-        var done = 0
-        while done < count {
-            let n = data.withUnsafeMutableBytes {
-                pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done))
-            }
-            if n < 0 && errno == EINTR { continue }
-            guard n >= 0 else { throw CaduceusError(code: "seal.io", message: "cannot read \(path)") }
-            if n == 0 { break }
-            done += n
-        }
-        if done < count { data.removeLast(count - done) }
+        let done = try data.withUnsafeMutableBytes { raw in
+            Result { () throws(CaduceusError) in try read(at: offset, into: raw) }
+        }.get()
+        data.removeLast(count - done)
         return data
     }
 
