@@ -146,6 +146,14 @@ struct DatasetEndToEndTests {
             try session.run(["report", "phi-access", "--tenant", tenant, "--patient", "MRN-0001"], as: "rita").status
                 != 0)
 
+        // Under retention nothing is deleted, and the refusal names the day (the use-case tests move the clock
+        // past it and shred).
+        let early = try session.run(["dataset", "delete-object", dataset, "scan.dcm"], as: "rita")
+        #expect(early.status != 0 && early.stderr.contains("retention until"), "\(early.stderr)")
+        let shred = try session.run(["dataset", "shred", dataset], as: "tara")
+        #expect(shred.status != 0 && shred.stderr.contains("may be deleted from"), "\(shred.stderr)")
+        #expect(try download() == scan)
+
         server.stop()
         let events = try session.verifiedAuditEvents()
         for action in [
