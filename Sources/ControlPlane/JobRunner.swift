@@ -229,8 +229,12 @@ public struct JobRunners: JobRunner {
         await runners.first { $0.serves(node: node) }?.reclaim(job, on: node) ?? 0
     }
 
+    /// The files of the runner that holds the job's log, plain or sealed (`<file>.sealed`).
     public func logFiles(of job: JobID) -> (stdout: String, stderr: String)? {
-        runners.lazy.compactMap { $0.logFiles(of: job) }.first { FileManager.default.fileExists(atPath: $0.stdout) }
+        let held = { (path: String) in
+            FileManager.default.fileExists(atPath: path) || FileManager.default.fileExists(atPath: path + ".sealed")
+        }
+        return runners.lazy.compactMap { $0.logFiles(of: job) }.first { held($0.stdout) || held($0.stderr) }
             ?? runners.lazy.compactMap { $0.logFiles(of: job) }.first
     }
 }
