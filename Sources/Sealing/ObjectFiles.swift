@@ -1,6 +1,8 @@
 import CaduceusCore
 import Crypto
+import Dispatch
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -125,12 +127,21 @@ public struct ObjectFiles: Sendable {
 /// Seals an object's plaintext as it arrives into `<path>.partial`, hashing it, and renames it into place only
 /// when the whole declared length arrived and the digest matches.
 public final class ObjectWriter: @unchecked Sendable {
-    // One upload task owns a writer; it is never shared.
+    // One upload task owns a writer; it is never shared. Sealed chunks are written on a queue of their own, at
+    // most four ahead, so that the disk write of one chunk overlaps the receiving and sealing of the next; a
+    // write error is reported at the next call.
     private var sealer: Sealer
     private var digest = SHA256()
     private let file: File
     private let path: String
     private var done = false
+    private let queue = DispatchQueue(label: "caduceus.object-writer")
+    private let slots = DispatchSemaphore(value: 4)
+    private let failure = WriteFailure()
+
+    private final class WriteFailure: Sendable {
+        let first = Mutex<CaduceusError?>(nil)
+    }
 
     init(path: String, sealer: Sealer) throws(CaduceusError) {
         self.path = path
@@ -149,15 +160,36 @@ public final class ObjectWriter: @unchecked Sendable {
 
     /// Seals and writes the next plaintext bytes.
     public func write(_ bytes: some DataProtocol & RandomAccessCollection<UInt8>) throws(CaduceusError) {
+        if let error = failure.first.withLock({ $0 }) { throw error }
         digest.update(data: bytes)
-        for chunk in try sealer.append(bytes) { try file.write(chunk) }
+        for chunk in try sealer.append(bytes) { enqueue(chunk) }
+    }
+
+    private func enqueue(_ chunk: Data) {
+        slots.wait()
+        queue.async { [file, slots, failure] in
+            defer { slots.signal() }
+            guard failure.first.withLock({ $0 }) == nil else { return }
+            do throws(CaduceusError) {
+                try file.write(chunk)
+            } catch {
+                failure.first.withLock { $0 = error }
+            }
+        }
+    }
+
+    /// Waits until every queued chunk is written; throws the first write error.
+    private func drain() throws(CaduceusError) {
+        queue.sync {}
+        if let error = failure.first.withLock({ $0 }) { throw error }
     }
 
     /// Finishes the object: checks the length (and the SHA-256 when one was declared), syncs, and renames it
     /// into place. Returns the plaintext's SHA-256 (hex). On any failure nothing is left behind.
     public func commit(expectedSHA256: String?) throws(CaduceusError) -> String {
         do throws(CaduceusError) {
-            for chunk in try sealer.finish() { try file.write(chunk) }
+            for chunk in try sealer.finish() { enqueue(chunk) }
+            try drain()
             let sha = Hex.string(digest.finalize())
             if let expectedSHA256, expectedSHA256.lowercased() != sha {
                 throw CaduceusError(
@@ -181,6 +213,7 @@ public final class ObjectWriter: @unchecked Sendable {
     public func abort() {
         guard !done else { return }
         done = true
+        queue.sync {}
         file.close()
         unlink(path + ".partial")
     }
