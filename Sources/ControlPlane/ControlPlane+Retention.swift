@@ -113,7 +113,7 @@ extension ControlPlane {
                     request, subject, outcome: .success, breakGlass: decision.breakGlass,
                     details: .object([
                         "key": .string(destroyed.id.rawValue), "objects": .integer(Int64(objects.count)),
-                        "certificateSHA256": .string(Hex.string(SHA256Digest(note))),
+                        "certificateSHA256": .string(Hex.string(SHA256.hash(data: Array(note.utf8)))),
                     ]))
             }
             context.files.removeAll(of: id)
@@ -151,8 +151,4 @@ extension ControlPlane {
                 "dataset \(dataset.id) is under retention until \(RFC3339.format(until)); it may be deleted from then")
         }
     }
-}
-
-private func SHA256Digest(_ text: String) -> [UInt8] {
-    Array(Crypto.SHA256.hash(data: Array(text.utf8)))
 }

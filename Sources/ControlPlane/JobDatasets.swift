@@ -16,8 +16,7 @@ struct JobDatasets: JobInputSource {
     let plane: ControlPlane
 
     func inputs(of launch: JobLaunch) async throws -> [JobInput] {
-        let (job, datasets) = try await plane.readableInputs(of: launch)
-        _ = job
+        let (_, datasets) = try await plane.readableInputs(of: launch)
         var inputs: [JobInput] = []
         let store = try plane.datasetContext().store
         for (dataset, _) in datasets {

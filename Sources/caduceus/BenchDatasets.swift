@@ -49,8 +49,8 @@ enum BenchDatasets {
         let project = try await admin.post(
             "/v1/projects", CreateProjectRequest(tenant: tenant.id, name: "bench"), as: ProjectView.self)
         let researcher = try await session(
-            info, admin, "rhea", .researcher, .project(tenant.id, project.id), step: 2)
-        let tenantAdmin = try await session(info, admin, "tess", .tenantAdmin, .tenant(tenant.id), step: 4)
+            info, admin, "rhea", .researcher, .project(tenant.id, project.id))
+        let tenantAdmin = try await session(info, admin, "tess", .tenantAdmin, .tenant(tenant.id))
         defer {
             Task {
                 await researcher.shutdown()
@@ -109,7 +109,7 @@ enum BenchDatasets {
 
     /// A person with `role` in `scope`, logged in with a password of their own.
     static func session(
-        _ info: CaduceusServer.Started, _ admin: APIClient, _ name: String, _ role: Role, _ scope: Scope, step: Int64
+        _ info: CaduceusServer.Started, _ admin: APIClient, _ name: String, _ role: Role, _ scope: Scope
     ) async throws -> APIClient {
         let created = try await admin.post("/v1/users", CreateUserRequest(name: name), as: CreateUserResponse.self)
         _ = try await admin.send(
@@ -133,7 +133,6 @@ enum BenchDatasets {
             "/v1/sessions",
             LoginRequest(user: name, password: "\(name) benchmark password", code: totp.code(step: now + 1)),
             as: LoginResponse.self)
-        _ = step
         return try APIClient(server: info.url, token: second.token, caCertificate: info.caCertificatePath)
     }
 

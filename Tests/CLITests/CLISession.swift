@@ -65,4 +65,14 @@ struct CLISession {
         #expect(verify.status == 0, "\(verify.stderr)")
         return try run(["audit", "export", "--log", data + "/audit", "--format", "jsonl"], as: "x").text
     }
+
+    /// A tenant with a project, its researcher `rita` and its tenant admin `tara`; returns their IDs.
+    func tenantWithResearcherAndAdmin() throws -> (tenant: String, project: String) {
+        try logInAdmin()
+        let tenant = try id(["tenant", "create", "st-marys"], as: "admin")
+        let project = try id(["project", "create", "--tenant", tenant, "radiology"], as: "admin")
+        try person("rita", role: "researcher", scope: "project:\(tenant)/\(project)")
+        try person("tara", role: "tenant-admin", scope: "tenant:\(tenant)")
+        return (tenant, project)
+    }
 }

@@ -12,11 +12,7 @@ struct DatasetCrashTests {
         var server = try TestServer(data: data)
         defer { server.stop() }
         var session = CLISession(scratch: scratch, server: server)
-        try session.logInAdmin()
-        let tenant = try session.id(["tenant", "create", "st-marys"], as: "admin")
-        let project = try session.id(["project", "create", "--tenant", tenant, "radiology"], as: "admin")
-        try session.person("rita", role: "researcher", scope: "project:\(tenant)/\(project)")
-        try session.person("tara", role: "tenant-admin", scope: "tenant:\(tenant)")
+        let (tenant, project) = try session.tenantWithResearcherAndAdmin()
         let dataset = try session.id(
             [
                 "dataset", "create", "--project", project, "--classification", "phi", "--residency", "US",

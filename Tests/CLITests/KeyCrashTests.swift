@@ -54,11 +54,7 @@ struct KeyCrashTests {
         var server = try TestServer(data: data)
         defer { server.stop() }
         var session = CLISession(scratch: scratch, server: server)
-        try session.logInAdmin()
-        let tenant = try session.id(["tenant", "create", "st-marys"], as: "admin")
-        let project = try session.id(["project", "create", "--tenant", tenant, "radiology"], as: "admin")
-        try session.person("rita", role: "researcher", scope: "project:\(tenant)/\(project)")
-        try session.person("tara", role: "tenant-admin", scope: "tenant:\(tenant)")
+        let (tenant, project) = try session.tenantWithResearcherAndAdmin()
         try await createDatasets(1500, project: project, server: server, loginFile: scratch.path + "/rita.json")
         // Three datasets with an object each, retention 0: shreddable at once.
         var kept: [String: String] = [:]
