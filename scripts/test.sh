@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 # Tools the tests drive (curl checks that the API port answers nothing in plain HTTP).
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing: ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
@@ -21,5 +23,16 @@ swift format lint --strict --recursive Sources Tests
 echo "== build (debug, with tests)"
 swift build --build-tests
 
+# A throw-away PostgreSQL cluster: the store tests run on it as well as on SQLite, and so does the
+# control-plane suite (CADUCEUS_TEST_ENGINE=postgres). Stopped and removed on exit, whatever happens.
+scratch=$(mktemp -d /tmp/caduceus-test-services.XXXXXX)
+stop_services() { scripts/postgres.sh stop "$scratch/postgres" || true; rm -rf "$scratch"; }
+trap stop_services EXIT
+echo "== start PostgreSQL (throw-away cluster)"
+eval "$(scripts/postgres.sh start "$scratch/postgres")"
+
 echo "== test"
 swift test --skip-build
+
+echo "== test: control plane over PostgreSQL"
+CADUCEUS_TEST_ENGINE=postgres swift test --skip-build --filter 'ControlPlaneTests|EmbeddedAgentTests'

@@ -22,7 +22,8 @@ public final class TestClock: WallClock, @unchecked Sendable {
     public func advance(seconds: Int64) { lock.withLock { value += seconds * 1000 } }
 }
 
-/// A control plane over an in-memory database and a scratch audit log, with its bootstrap administrator.
+/// A control plane over a fresh database (in-memory SQLite, or PostgreSQL when `CADUCEUS_TEST_ENGINE` says so)
+/// and a scratch audit log, with its bootstrap administrator.
 public struct Harness: Sendable {
     public let plane: ControlPlane
     public let clock: TestClock
@@ -39,7 +40,7 @@ public struct Harness: Sendable {
         let clock = TestClock()
         let keys = try AuditKeys.loadOrCreate(directory: directory + "/keys", origin: "test.caduceus/audit")
         let trail = try AuditTrail(directory: directory + "/audit", keys: keys)
-        let database = try await Database.openSQLite(path: nil, clock: clock)
+        let database = try await TestDatabase.open(try TestDatabase.harnessEngine, clock: clock)
         let plane = ControlPlane(
             store: database.identity, fleet: database.fleet, audit: AuditRecorder(trail: trail, clock: clock),
             clock: clock,

@@ -50,7 +50,8 @@ public struct APIError: HTTPResponseError {
         case "input.range": .rangeNotSatisfiable
         case "seal.integrity", "keys.unwrap", "keys.missing": .internalServerError
         case "rateLimited": .tooManyRequests
-        case "audit.unavailable", "store.failure", "audit.closed", "audit.io": .serviceUnavailable
+        case "audit.unavailable", "store.failure", "store.unavailable", "store.busy", "audit.closed", "audit.io":
+            .serviceUnavailable
         default:
             code.hasPrefix("input.") || code.hasPrefix("identity.") || code.hasPrefix("breakglass.")
                 || code.hasPrefix("config.") || code.hasPrefix("job.") || code.hasPrefix("quota.")

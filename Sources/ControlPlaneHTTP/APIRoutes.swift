@@ -117,10 +117,18 @@ struct RouteHandlers {
     let metrics: ServerMetrics
     /// The internal CA's certificate, served to agents before they enrol.
     let caPEM: String
+    /// What `/readyz` checks.
+    let readiness: CaduceusServer.Readiness
 
     func register(on router: Router<APIContext>, limiter: RateLimiter) {
         router.get("/healthz") { _, _ in try JSONBody.response(["status": "ok"]) }
-        router.get("/readyz") { _, _ in try JSONBody.response(["status": "ready"]) }
+        router.get("/readyz") { [readiness] _, _ in
+            let checks = await readiness()
+            let failing = checks.compactMapValues { $0 }
+            var body = ["status": failing.isEmpty ? "ready" : "unready"]
+            for (name, problem) in checks { body[name] = problem ?? "ok" }
+            return try JSONBody.response(body, status: failing.isEmpty ? .ok : .serviceUnavailable)
+        }
         router.get("/metrics") { [metrics] _, context in
             guard ServerMetrics.isLoopback(context.remoteAddress) else { throw Failure.notFound("route") }
             return Response(

@@ -45,7 +45,7 @@ public enum CaduceusServer {
         let host = ProcessInfo.processInfo.hostName
         let ca = try InternalCA.loadOrCreate(
             directory: data + "/tls", hostNames: ["localhost", "127.0.0.1", host] + configuration.hostNames)
-        let database = try await Database.openSQLite(path: data + "/caduceus.sqlite", logger: logger)
+        let database = try await openDatabase(configuration, logger: logger)
         let auditKeys = try AuditKeys.loadOrCreate(directory: data + "/keys", origin: configuration.auditOrigin)
         let trail = try AuditTrail(directory: data + "/audit", keys: auditKeys, logger: logger)
         let clock = SystemWallClock()
@@ -79,6 +79,16 @@ public enum CaduceusServer {
 
         let app = try makeApplication(
             plane: plane, ca: ca, configuration: configuration, logger: logger, metrics: ServerMetrics(trail: trail),
+            readiness: {
+                do {
+                    try await database.ping()
+                    return ["database": nil]
+                } catch {
+                    // Unauthenticated callers learn only that it is down; the log has why.
+                    logger.warning("readiness: the database does not answer", metadata: ["error": "\(error)"])
+                    return ["database": "unavailable"]
+                }
+            },
             onRunning: { port in
                 let shownHost =
                     (try? configuration.bindAddress().host).map { $0 == "0.0.0.0" ? host : $0 } ?? "localhost"
@@ -125,12 +135,27 @@ public enum CaduceusServer {
         try await database.close()
     }
 
+    /// What `/readyz` checks: each dependency by name, with nil when it is fine or why it is not.
+    public typealias Readiness = @Sendable () async -> [String: String?]
+
+    /// The metadata database the configuration names: PostgreSQL at `databaseURL`, or SQLite in the data
+    /// directory. Its URL is logged only with the password masked.
+    static func openDatabase(_ configuration: ServerConfiguration, logger: Logger) async throws -> Database {
+        guard let text = configuration.databaseURL else {
+            return try await Database.openSQLite(path: configuration.dataDirectory + "/caduceus.sqlite", logger: logger)
+        }
+        let url = try DatabaseURL(text)
+        logger.info("connecting to PostgreSQL", metadata: ["database": "\(url.redacted)"])
+        return try await Database.openPostgres(url, logger: logger)
+    }
+
     /// The HTTPS application: TLS 1.2+ with AEAD suites only, the API routes and their middleware.
     static func makeApplication(
         plane: ControlPlane, ca: InternalCA, configuration: ServerConfiguration, logger: Logger, metrics: ServerMetrics,
-        onRunning: @escaping @Sendable (Int) -> Void
+        readiness: @escaping Readiness, onRunning: @escaping @Sendable (Int) -> Void
     ) throws -> some ApplicationProtocol {
-        let router = try makeRouter(plane: plane, logger: logger, metrics: metrics, caPEM: ca.caCertificatePEM)
+        let router = try makeRouter(
+            plane: plane, logger: logger, metrics: metrics, caPEM: ca.caCertificatePEM, readiness: readiness)
         let (host, port) = try configuration.bindAddress()
         return try Application(
             router: router,
@@ -143,12 +168,14 @@ public enum CaduceusServer {
     /// The API's router: request middleware, then the routes of `APIRoutes`.
     static func makeRouter(
         plane: ControlPlane, logger: Logger, limiter: RateLimiter = RateLimiter(),
-        metrics: ServerMetrics = ServerMetrics(trail: nil), caPEM: String = ""
+        metrics: ServerMetrics = ServerMetrics(trail: nil), caPEM: String = "", readiness: @escaping Readiness = { [:] }
     ) throws -> Router<APIContext> {
         let router = Router(context: APIContext.self)
         router.add(middleware: RequestMiddleware(plane: plane, logger: logger, metrics: metrics))
-        RouteHandlers(plane: plane, openAPI: try OpenAPIDocument.json(), metrics: metrics, caPEM: caPEM)
-            .register(on: router, limiter: limiter)
+        RouteHandlers(
+            plane: plane, openAPI: try OpenAPIDocument.json(), metrics: metrics, caPEM: caPEM, readiness: readiness
+        )
+        .register(on: router, limiter: limiter)
         return router
     }
 

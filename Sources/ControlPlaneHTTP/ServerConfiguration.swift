@@ -2,6 +2,7 @@ import AuditLog
 import CaduceusCore
 import Foundation
 import HTTPTypes
+import Persistence
 
 /// The server's effective configuration: defaults, then a JSON config file, then environment variables,
 /// then command-line flags, each overriding the one before.
@@ -61,6 +62,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         ("CADUCEUS_IDLE_TIMEOUT_MINUTES", "idleTimeoutMinutes"),
         ("CADUCEUS_SESSION_LIFETIME_HOURS", "sessionLifetimeHours"), ("CADUCEUS_HOST_NAMES", "hostNames"),
         ("CADUCEUS_AUDIT_ORIGIN", "auditOrigin"), ("CADUCEUS_DATABASE_URL", "databaseURL"),
+        ("CADUCEUS_DATABASE", "databaseURL"),
         ("CADUCEUS_FAKE_GPUS", "fakeGPUs"), ("CADUCEUS_LOCAL_RESIDENCY", "localResidency"),
         ("CADUCEUS_STOP_GRACE_SECONDS", "stopGraceSeconds"), ("CADUCEUS_AGENT_LISTEN", "agentListen"),
         ("CADUCEUS_AGENT_TIMEOUT_SECONDS", "agentTimeoutSeconds"),
@@ -84,7 +86,9 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
             guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
                 throw CaduceusError(code: "config.file", message: "\(file) is not a JSON object")
             }
-            for (key, value) in object {
+            for (name, value) in object {
+                // `database` is the same setting as `databaseURL`, named as `serve --database` names it.
+                let key = name == "database" ? "databaseURL" : name
                 guard CodingKeys(rawValue: key) != nil else {
                     throw CaduceusError(code: "config.file", message: "\(file): unknown setting '\(key)'")
                 }
@@ -159,6 +163,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         _ = try tierDirectories()
         _ = try bindAddress()
         _ = try agentBindAddress()
+        if let databaseURL { _ = try DatabaseURL(databaseURL) }
         guard !dataDirectory.isEmpty else {
             throw CaduceusError(code: "config.value", message: "dataDirectory is empty")
         }

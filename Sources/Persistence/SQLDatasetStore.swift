@@ -4,25 +4,26 @@ import Identity
 import SQLKit
 import Sealing
 
-/// Datasets, their keys (wrapped) and their objects' metadata over SQL, on the shared connection and lock.
+/// Datasets, their keys (wrapped) and their objects' metadata over SQL, through the shared `SQLEngine`.
 /// Wrapped keys are stored as base64url text, so that both engines keep them alike.
 public final class SQLDatasetStore: DatasetStore {
-    let db: any SQLDatabase
-    private let lock: AsyncLock?
+    let engine: any SQLEngine
+    /// The connection of the transaction this store is bound to, if any.
+    let pinned: (any SQLDatabase)?
 
-    init(db: any SQLDatabase, lock: AsyncLock?) {
-        self.db = db
-        self.lock = lock
+    init(engine: any SQLEngine, pinned: (any SQLDatabase)?) {
+        self.engine = engine
+        self.pinned = pinned
     }
 
     func run<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        try await SQLTransaction.statement(db, lock: lock, body)
+        try await SQLTransaction.statement(engine, pinned: pinned, body)
     }
 
     public func transaction<T: Sendable>(_ body: @Sendable (any DatasetStore) async throws -> T) async throws -> T {
         try await SQLTransaction.run(
-            db, lock: lock, current: self as any DatasetStore, inner: { [db] in SQLDatasetStore(db: db, lock: nil) },
-            body)
+            engine, pinned: pinned, current: self as any DatasetStore,
+            inner: { [engine] db in SQLDatasetStore(engine: engine, pinned: db) }, body)
     }
 
     // MARK: Tenant keys

@@ -5,24 +5,25 @@ import Scheduling
 
 /// The fleet and job store over SQL: SQLite in embedded mode, PostgreSQL when distributed (same statements).
 ///
-/// It shares the identity store's connection and lock, so that its transactions never interleave with the
-/// identity store's; `transaction` holds the lock from `BEGIN` to `COMMIT`.
+/// It shares the identity store's `SQLEngine`, so its transactions are as atomic as the identity store's.
 public final class SQLFleetStore: FleetStore {
-    let db: any SQLDatabase
-    private let lock: AsyncLock?
+    let engine: any SQLEngine
+    /// The connection of the transaction this store is bound to, if any.
+    let pinned: (any SQLDatabase)?
 
-    init(db: any SQLDatabase, lock: AsyncLock?) {
-        self.db = db
-        self.lock = lock
+    init(engine: any SQLEngine, pinned: (any SQLDatabase)?) {
+        self.engine = engine
+        self.pinned = pinned
     }
 
     func run<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        try await SQLTransaction.statement(db, lock: lock, body)
+        try await SQLTransaction.statement(engine, pinned: pinned, body)
     }
 
     public func transaction<T: Sendable>(_ body: @Sendable (any FleetStore) async throws -> T) async throws -> T {
         try await SQLTransaction.run(
-            db, lock: lock, current: self as any FleetStore, inner: { [db] in SQLFleetStore(db: db, lock: nil) }, body)
+            engine, pinned: pinned, current: self as any FleetStore,
+            inner: { [engine] db in SQLFleetStore(engine: engine, pinned: db) }, body)
     }
 
     // MARK: Regions, sites and fabrics

@@ -5,38 +5,26 @@ import SQLKit
 
 /// The identity store over SQL: SQLite in embedded mode, PostgreSQL when distributed (same statements).
 ///
-/// All access goes through one lock, so that a transaction's statements never interleave with another
-/// request's on the same connection; `transaction` holds it from `BEGIN` to `COMMIT`.
+/// Statements and transactions go through the database's `SQLEngine`: one connection and one lock on SQLite,
+/// a pool and serializable transactions on PostgreSQL.
 public final class SQLIdentityStore: IdentityStore {
-    let db: any SQLDatabase
-    private let lock: AsyncLock?
+    let engine: any SQLEngine
+    /// The connection of the transaction this store is bound to, if any.
+    let pinned: (any SQLDatabase)?
 
-    init(db: any SQLDatabase, lock: AsyncLock?) {
-        self.db = db
-        self.lock = lock
-    }
-
-    /// A store over `db`, whose schema must be migrated already.
-    public convenience init(db: any SQLDatabase) {
-        self.init(db: db, lock: AsyncLock())
+    init(engine: any SQLEngine, pinned: (any SQLDatabase)?) {
+        self.engine = engine
+        self.pinned = pinned
     }
 
     private func run<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        try await SQLTransaction.statement(db, lock: lock, body)
-    }
-
-    static func translate(_ error: any Error) -> CaduceusError {
-        let text = String(describing: error)
-        if text.contains("UNIQUE constraint") || text.contains("23505") || text.contains("duplicate key") {
-            return CaduceusError(code: "store.conflict", message: "that name or key is already taken")
-        }
-        return CaduceusError(code: "store.failure", message: "the database failed", underlying: error)
+        try await SQLTransaction.statement(engine, pinned: pinned, body)
     }
 
     public func transaction<T: Sendable>(_ body: @Sendable (any IdentityStore) async throws -> T) async throws -> T {
         try await SQLTransaction.run(
-            db, lock: lock, current: self as any IdentityStore, inner: { [db] in SQLIdentityStore(db: db, lock: nil) },
-            body)
+            engine, pinned: pinned, current: self as any IdentityStore,
+            inner: { [engine] db in SQLIdentityStore(engine: engine, pinned: db) }, body)
     }
 
     // MARK: Users

@@ -33,6 +33,13 @@ struct ServeCommand: AsyncParsableCommand {
         help: "Offer N host-memory stand-ins as this machine's GPUs (demonstrations and tests; shown as fake).")
     var fakeGPUs: Int?
 
+    @Option(
+        help: ArgumentHelp(
+            "PostgreSQL URL instead of the embedded SQLite: postgres://user:password@host:port/db?sslmode=verify-full"
+                + "&sslrootcert=FILE (the password may come from PGPASSWORD instead).",
+            valueName: "url"))
+    var database: String?
+
     @Option(help: "HOST:PORT of the node agents' listener (mutual TLS), or off (default 127.0.0.1:8444).")
     var agentListen: String?
 
@@ -44,6 +51,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let listen { overrides["listen"] = listen }
         if let fakeGPUs { overrides["fakeGPUs"] = String(fakeGPUs) }
         if let agentListen { overrides["agentListen"] = agentListen }
+        if let database { overrides["databaseURL"] = database }
         let configuration = try ServerConfiguration.resolve(file: config, overrides: overrides)
         LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: .info) }
         let logger = Logger(label: "caduceus")
@@ -103,6 +111,9 @@ struct ConfigCommand: AsyncParsableCommand {
         @Option(help: "HOST:PORT to listen on.")
         var listen: String?
 
+        @Option(help: "PostgreSQL URL (shown with its credentials masked).")
+        var database: String?
+
         @Option(help: "Output format: table or json.")
         var output: OutputFormat = .table
 
@@ -110,6 +121,7 @@ struct ConfigCommand: AsyncParsableCommand {
             var overrides: [String: String] = [:]
             if let dataDirectory { overrides["dataDirectory"] = dataDirectory }
             if let listen { overrides["listen"] = listen }
+            if let database { overrides["databaseURL"] = database }
             let settings = try ServerConfiguration.resolve(file: config, overrides: overrides).describe()
             if output == .json {
                 let body = settings.map { "\"\($0.0)\":\"\($0.1.replacingOccurrences(of: "\"", with: "\\\""))\"" }

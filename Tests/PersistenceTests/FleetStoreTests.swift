@@ -1,4 +1,5 @@
 import CaduceusCore
+import CaduceusTesting
 import Identity
 import Persistence
 import Scheduling
@@ -18,9 +19,8 @@ struct FleetStoreTests {
     }
 
     /// A database with one tenant, one project, and one region, site and fabric.
-    func withFleet(_ body: (Fixture) async throws -> Void) async throws {
-        let database = try await Database.openSQLite(path: nil)
-        do {
+    func withFleet(_ engine: StoreEngine, _ body: (Fixture) async throws -> Void) async throws {
+        try await TestDatabase.with(engine) { database in
             let tenant = TenantRecord(id: .generate(), name: "st-marys", createdAt: now)
             let project = ProjectRecord(id: .generate(), tenant: tenant.id, name: "radiology", createdAt: now)
             try await database.identity.insertTenant(tenant)
@@ -35,11 +35,7 @@ struct FleetStoreTests {
                 Fixture(
                     store: database.fleet, tenant: tenant.id, project: project.id, region: region, site: site,
                     fabric: fabric))
-        } catch {
-            try await database.close()
-            throw error
         }
-        try await database.close()
     }
 
     func node(_ name: String, _ f: Fixture, gpus: Int = 8) -> NodeRecord {
@@ -50,9 +46,9 @@ struct FleetStoreTests {
             lifecycle: NodeLifecycle(node: id), createdAt: now)
     }
 
-    @Test("regions, sites and fabrics round-trip; names are unique where they must be")
-    func topology() async throws {
-        try await withFleet { f in
+    @Test("regions, sites and fabrics round-trip; names are unique where they must be", arguments: TestDatabase.engines)
+    func topology(engine: StoreEngine) async throws {
+        try await withFleet(engine) { f in
             #expect(try await f.store.region(id: f.region.id) == f.region)
             #expect(try await f.store.site(id: f.site.id) == f.site)
             #expect(try await f.store.fabric(id: f.fabric.id) == f.fabric)
@@ -75,9 +71,11 @@ struct FleetStoreTests {
         }
     }
 
-    @Test("nodes keep their GPUs and lifecycle; lists filter by tenant, including a tenant a node moves to")
-    func nodes() async throws {
-        try await withFleet { f in
+    @Test(
+        "nodes keep their GPUs and lifecycle; lists filter by tenant, including a tenant a node moves to",
+        arguments: TestDatabase.engines)
+    func nodes(engine: StoreEngine) async throws {
+        try await withFleet(engine) { f in
             var first = node("gpu-01", f)
             try await f.store.insertNode(first)
             #expect(try await f.store.node(id: first.id) == first)
@@ -98,9 +96,11 @@ struct FleetStoreTests {
         }
     }
 
-    @Test("agent records keep the pending join token and the current certificate; nodes keep being unreachable")
-    func agents() async throws {
-        try await withFleet { f in
+    @Test(
+        "agent records keep the pending join token and the current certificate; nodes keep being unreachable",
+        arguments: TestDatabase.engines)
+    func agents(engine: StoreEngine) async throws {
+        try await withFleet(engine) { f in
             var gpu = node("gpu-01", f)
             try await f.store.insertNode(gpu)
             let pending = AgentRecord(
@@ -128,9 +128,9 @@ struct FleetStoreTests {
         }
     }
 
-    @Test("a quota is set, replaced and listed per tenant")
-    func quotas() async throws {
-        try await withFleet { f in
+    @Test("a quota is set, replaced and listed per tenant", arguments: TestDatabase.engines)
+    func quotas(engine: StoreEngine) async throws {
+        try await withFleet(engine) { f in
             let quota = QuotaRecord(
                 tenant: f.tenant, project: f.project, quota: ProjectQuota(guaranteedGPUs: 8, maximumGPUs: 16),
                 updatedAt: now, updatedBy: nil)
@@ -144,9 +144,10 @@ struct FleetStoreTests {
         }
     }
 
-    @Test("jobs round-trip, filter by tenant, project and state, and page without gaps")
-    func jobs() async throws {
-        try await withFleet { f in
+    @Test(
+        "jobs round-trip, filter by tenant, project and state, and page without gaps", arguments: TestDatabase.engines)
+    func jobs(engine: StoreEngine) async throws {
+        try await withFleet(engine) { f in
             let spec = JobSpec(
                 tenant: f.tenant, project: f.project, jobClass: .training, gpusPerNode: 8, nodeCount: 2,
                 allowedModels: ["H200"], residency: us, command: "train", arguments: ["--epochs", "3"],
@@ -185,9 +186,9 @@ struct FleetStoreTests {
         }
     }
 
-    @Test("a failed transaction writes nothing")
-    func rollback() async throws {
-        try await withFleet { f in
+    @Test("a failed transaction writes nothing", arguments: TestDatabase.engines)
+    func rollback(engine: StoreEngine) async throws {
+        try await withFleet(engine) { f in
             let region = RegionRecord(
                 id: .generate(), name: "eu-west", residency: Residency(rawValue: "EU")!, createdAt: now)
             await #expect(throws: CaduceusError.self) {

@@ -1,4 +1,5 @@
 import CaduceusCore
+import CaduceusTesting
 import Foundation
 import Identity
 import Persistence
@@ -7,19 +8,17 @@ import Testing
 struct IdentityStoreTests {
     let now = Timestamp(millisecondsSinceEpoch: 1_795_000_000_000)
 
-    func withStore(_ body: (SQLIdentityStore) async throws -> Void) async throws {
-        let database = try await Database.openSQLite(path: nil)
-        try await body(database.identity)
-        try await database.close()
+    func withStore(_ engine: StoreEngine, _ body: (SQLIdentityStore) async throws -> Void) async throws {
+        try await TestDatabase.with(engine) { database in try await body(database.identity) }
     }
 
     func user(_ name: String) -> UserRecord {
         UserRecord(id: .generate(), name: name, kind: .user, passwordHash: "$scrypt$x", createdAt: now)
     }
 
-    @Test("users round-trip; names are unique; updates persist")
-    func users() async throws {
-        try await withStore { store in
+    @Test("users round-trip; names are unique; updates persist", arguments: TestDatabase.engines)
+    func users(engine: StoreEngine) async throws {
+        try await withStore(engine) { store in
             var alice = user("alice")
             alice.throttle.recordFailure(at: now)
             try await store.insertUser(alice)
@@ -34,9 +33,9 @@ struct IdentityStoreTests {
         }
     }
 
-    @Test("lists are cursor-paginated in ID order without gaps or repeats")
-    func pagination() async throws {
-        try await withStore { store in
+    @Test("lists are cursor-paginated in ID order without gaps or repeats", arguments: TestDatabase.engines)
+    func pagination(engine: StoreEngine) async throws {
+        try await withStore(engine) { store in
             var ids: [UserID] = []
             for i in 0..<25 {
                 let record = user("user\(i)")
@@ -55,9 +54,9 @@ struct IdentityStoreTests {
         }
     }
 
-    @Test("sessions end one by one or all at once for a user")
-    func sessions() async throws {
-        try await withStore { store in
+    @Test("sessions end one by one or all at once for a user", arguments: TestDatabase.engines)
+    func sessions(engine: StoreEngine) async throws {
+        try await withStore(engine) { store in
             let alice = user("alice")
             try await store.insertUser(alice)
             let one = SessionRecord(id: .generate(), user: alice.id, tokenDigest: "d1", createdAt: now, lastSeenAt: now)
@@ -74,9 +73,9 @@ struct IdentityStoreTests {
         }
     }
 
-    @Test("a failed transaction changes nothing")
-    func rollback() async throws {
-        try await withStore { store in
+    @Test("a failed transaction changes nothing", arguments: TestDatabase.engines)
+    func rollback(engine: StoreEngine) async throws {
+        try await withStore(engine) { store in
             struct Boom: Error {}
             await #expect(throws: (any Error).self) {
                 try await store.transaction { tx in
@@ -90,9 +89,10 @@ struct IdentityStoreTests {
         }
     }
 
-    @Test("tenants, projects, bindings, tokens, grants and idempotency keys round-trip")
-    func everythingElse() async throws {
-        try await withStore { store in
+    @Test(
+        "tenants, projects, bindings, tokens, grants and idempotency keys round-trip", arguments: TestDatabase.engines)
+    func everythingElse(engine: StoreEngine) async throws {
+        try await withStore(engine) { store in
             let alice = user("alice")
             try await store.insertUser(alice)
             let tenant = TenantRecord(id: .generate(), name: "st-marys", createdAt: now)

@@ -1,0 +1,101 @@
+import CaduceusTesting
+import Foundation
+@_spi(Testing) import Persistence
+import Testing
+
+/// The real server on PostgreSQL: the same people, jobs and audit trail as on SQLite; a restart keeps them;
+/// losing the database makes the server unready and refuse writes with 503, and it recovers on its own.
+@Suite(.enabled(if: TestDatabase.engines.contains(.postgres)))
+struct PostgresEndToEndTests {
+    /// GET `path` on the server with curl: (status, body).
+    func get(_ server: TestServer, _ path: String) throws -> (Int, String) {
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        curl.arguments = [
+            "curl", "-s", "-m", "10", "--cacert", server.data + "/tls/ca.pem", "-w", "\n%{http_code}",
+            server.url + path,
+        ]
+        let out = Pipe()
+        curl.standardOutput = out
+        try curl.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        curl.waitUntilExit()
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+    }
+
+    @Test("serve --database postgres://…: log-in, tenancy and a job; restart keeps them; a lost database is 503")
+    func serveOnPostgres() async throws {
+        var url = try await TestDatabase.createPostgresDatabase()
+        let password = try #require(url.password)
+        url.password = nil
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        // The password comes from PGPASSWORD, so it is in neither the arguments nor the configuration.
+        let environment = ["PGPASSWORD": password, "CADUCEUS_FAKE_GPUS": "1"]
+        let arguments = ["--database", "postgres://\(url.user)@\(url.host):\(url.port)/\(url.database)"]
+        var server = try TestServer(data: scratch.path + "/data", environment: environment, arguments: arguments)
+        var session = CLISession(scratch: scratch, server: server)
+        let (tenant, project) = try session.tenantWithResearcherAndAdmin()
+        let nodes = try session.json(["node", "list"], as: "admin")
+        let node = try #require((nodes["items"] as? [[String: Any]])?.first?["id"] as? String)
+        _ = try session.json(["node", "assign", node, "--tenant", tenant], as: "admin")
+        _ = try session.json(["node", "activate", node], as: "admin")
+        let job = try session.id(
+            ["job", "submit", "--project", project, "--class", "batch", "--gpus-per-node", "1", "--", "/bin/true"],
+            as: "rita")
+        let deadline = Date().addingTimeInterval(60)
+        var state = ""
+        while Date() < deadline && state != "succeeded" && state != "failed" {
+            state = try session.json(["job", "show", job], as: "rita")["state"] as? String ?? ""
+            usleep(200_000)
+        }
+        #expect(state == "succeeded")
+        #expect(try get(server, "/readyz").0 == 200)
+        #expect(!server.logText.contains(password) && !server.startupText.contains(password))
+
+        // The rows are in PostgreSQL, not in a SQLite file beside them.
+        #expect(!FileManager.default.fileExists(atPath: server.data + "/caduceus.sqlite"))
+        server.stop()
+        server = try TestServer(data: scratch.path + "/data", environment: environment, arguments: arguments)
+        session = CLISession(scratch: scratch, server: server)
+        #expect(try session.json(["job", "show", job], as: "rita")["state"] as? String == "succeeded")
+
+        // The database refuses connections: the server says it is not ready and acknowledges no write.
+        let admin = try await Database.openPostgres(try TestDatabase.serverURL())
+        try await admin.setConnectionsAllowed(false, database: url.database)
+        let (status, body) = try get(server, "/readyz")
+        #expect(status == 503 && body.contains("unavailable"), "\(body)")
+        let refused = try session.run(["tenant", "create", "refused-while-down"], as: "admin")
+        #expect(refused.status != 0)
+        try await admin.setConnectionsAllowed(true, database: url.database)
+        #expect(try get(server, "/readyz").0 == 200)
+        let list = try session.json(["tenant", "list"], as: "admin")
+        let names = (list["items"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        #expect(names.contains("st-marys") && !names.contains("refused-while-down"))
+        try await admin.close()
+        server.stop()
+        _ = try session.verifiedAuditEvents()
+    }
+
+    @Test("a wrong or unreachable database stops start-up with a clear error and no password shown")
+    func unusableDatabase() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let unreachable = try CLI.run([
+            "serve", "--data-dir", scratch.path + "/data", "--listen", "127.0.0.1:0", "--agent-listen", "off",
+            "--database", "postgres://caduceus:hunter2-secret@127.0.0.1:1/caduceus?connect_timeout=2",
+        ])
+        #expect(unreachable.status != 0)
+        #expect(unreachable.stderr.contains("cannot connect") && !unreachable.stderr.contains("hunter2"))
+        let malformed = try CLI.run([
+            "serve", "--data-dir", scratch.path + "/data2", "--database", "postgres://caduceus:hunter2@db/x?sslmode=on",
+        ])
+        #expect(malformed.status != 0 && malformed.stderr.contains("sslmode") && !malformed.stderr.contains("hunter2"))
+        let shown = try CLI.run([
+            "config", "show", "--data-dir", scratch.path + "/data", "--database",
+            "postgres://caduceus:hunter2@db.example.org/caduceus",
+        ])
+        #expect(shown.status == 0 && shown.text.contains("db.example.org") && !shown.text.contains("hunter2"))
+    }
+}
