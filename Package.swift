@@ -145,6 +145,19 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "SlurmExecutor",
+            dependencies: [
+                "CaduceusCore", "ControlPlane", "Scheduling",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "CaduceusTesting",
             dependencies: [
                 "AuditLog", "CaduceusCore", "ControlPlane", "Identity", "Persistence", "Scheduling", "Sealing",
@@ -165,6 +178,7 @@ let package = Package(
                 "RemoteAgent",
                 "Scheduling",
                 "Sealing",
+                "SlurmExecutor",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -185,6 +199,9 @@ let package = Package(
             exclude: ["Vectors"],
             swiftSettings: strict
         ),
+        .testTarget(
+            name: "SlurmExecutorTests", dependencies: ["SlurmExecutor", "CaduceusCore", "Scheduling"],
+            swiftSettings: strict),
         .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "CaduceusCore"], swiftSettings: strict),
         .testTarget(
             name: "EmbeddedAgentTests",

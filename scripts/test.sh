@@ -12,6 +12,9 @@ missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v slurmctld >/dev/null 2>&1 || missing+=(slurm-wlm)
+command -v slurmrestd >/dev/null 2>&1 || missing+=(slurmrestd)
+command -v munged >/dev/null 2>&1 || missing+=(munge)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing: ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
@@ -24,12 +27,24 @@ echo "== build (debug, with tests)"
 swift build --build-tests
 
 # A throw-away PostgreSQL cluster: the store tests run on it as well as on SQLite, and so does the
-# control-plane suite (CADUCEUS_TEST_ENGINE=postgres). Stopped and removed on exit, whatever happens.
+# control-plane suite (CADUCEUS_TEST_ENGINE=postgres). A one-node Slurm cluster with 8 fake GPUs (munged,
+# slurmctld, slurmd, slurmrestd) for the Slurm tests. Both stopped and removed on exit, whatever happens.
 scratch=$(mktemp -d /tmp/caduceus-test-services.XXXXXX)
-stop_services() { scripts/postgres.sh stop "$scratch/postgres" || true; rm -rf "$scratch"; }
+chmod 0755 "$scratch" # the services run as their own users
+stop_services() {
+    scripts/slurm.sh stop "$scratch/slurm" || true
+    scripts/postgres.sh stop "$scratch/postgres" || true
+    rm -rf "$scratch"
+}
 trap stop_services EXIT
 echo "== start PostgreSQL (throw-away cluster)"
-eval "$(scripts/postgres.sh start "$scratch/postgres")"
+scripts/postgres.sh start "$scratch/postgres" > "$scratch/postgres.env"
+. "$scratch/postgres.env"
+: "${CADUCEUS_TEST_POSTGRES:?the PostgreSQL cluster did not start}"
+echo "== start Slurm (one node, 8 fake GPUs)"
+scripts/slurm.sh start "$scratch/slurm" > "$scratch/slurm.env"
+. "$scratch/slurm.env"
+: "${CADUCEUS_TEST_SLURM_SOCKET:?the Slurm cluster did not start}"
 
 echo "== test"
 swift test --skip-build

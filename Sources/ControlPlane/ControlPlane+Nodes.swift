@@ -118,6 +118,23 @@ extension ControlPlane {
     }
 
     /// Applies one lifecycle event to a node, with what it entails, and reschedules.
+    /// Every node with the name of the tenant holding it, for the control plane's own runners (Slurm's
+    /// matches nodes by name). No caller and no PHI: not a use case, not audited.
+    public func nodeDirectory() async throws -> [(node: NodeRecord, tenantName: String?)] {
+        var nodes: [NodeRecord] = []
+        var cursor: String?
+        repeat {
+            let page = try await fleet.nodes(of: nil, after: cursor, limit: 500)
+            nodes += page.items
+            cursor = page.next
+        } while cursor != nil
+        var names: [TenantID: String] = [:]
+        for tenant in Set(nodes.compactMap(\.lifecycle.tenant)) {
+            names[tenant] = try await store.tenant(id: tenant)?.name
+        }
+        return nodes.map { ($0, $0.lifecycle.tenant.flatMap { names[$0] }) }
+    }
+
     private func changeNode(
         _ request: RequestInfo, _ id: NodeID, _ action: String, _ event: NodeLifecycle.Event
     ) async throws -> NodeView {

@@ -35,6 +35,7 @@ public enum CaduceusServer {
     /// Runs the server until SIGTERM or SIGINT; with a runner from `runner`, placed jobs run through it.
     public static func run(
         configuration: ServerConfiguration, logger: Logger, runner: RunnerFactory? = nil,
+        moreReadiness: @escaping Readiness = { [:] },
         onAgentListener: @escaping @Sendable (Int) -> Void = { _ in },
         onStarted: @escaping @Sendable (Started) -> Void
     ) async throws {
@@ -80,14 +81,16 @@ public enum CaduceusServer {
         let app = try makeApplication(
             plane: plane, ca: ca, configuration: configuration, logger: logger, metrics: ServerMetrics(trail: trail),
             readiness: {
+                var checks = await moreReadiness()
                 do {
                     try await database.ping()
-                    return ["database": nil]
+                    checks["database"] = .some(nil)
                 } catch {
                     // Unauthenticated callers learn only that it is down; the log has why.
                     logger.warning("readiness: the database does not answer", metadata: ["error": "\(error)"])
-                    return ["database": "unavailable"]
+                    checks["database"] = "unavailable"
                 }
+                return checks
             },
             onRunning: { port in
                 let shownHost =

@@ -38,11 +38,30 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
     public var objectTiers: String = ""
     /// Minutes between runs of the tiering service (0: only on request).
     public var lifecycleIntervalMinutes: Int = 60
+    /// slurmrestd's address: `unix:/path/to/socket` (local auth) or `https://host:port` (JWT); empty: no Slurm.
+    public var slurmURL: String = ""
+    /// The Slurm user of the JWT (`https://` only).
+    public var slurmUser: String = ""
+    /// The file holding the JWT (`https://` only); read at each request.
+    public var slurmTokenFile: String = ""
+    /// The CA certificate (PEM) of slurmrestd's TLS certificate, when not a system root.
+    public var slurmCACertificate: String = ""
+    /// Partitions by tenant name, `tenant=partition` by commas; a tenant not named uses its own name.
+    public var slurmPartitions: String = ""
+    /// The directory the control plane and every Slurm node share for job logs, scratch and scrub records
+    /// (default `<data>/slurm`).
+    public var slurmSpool: String = ""
+    /// The caduceus-gpu program on the Slurm nodes.
+    public var slurmGPUProgram: String = "caduceus-gpu"
+    /// More options for its scrub on the nodes (`--fake-gpus 8` on a cluster of stand-ins).
+    public var slurmGPUOptions: String = ""
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case dataDirectory, listen, idleTimeoutMinutes, sessionLifetimeHours, hostNames, auditOrigin, databaseURL
         case fakeGPUs, localResidency, stopGraceSeconds, agentListen, agentTimeoutSeconds, agentCertificateDays
         case objectTiers, lifecycleIntervalMinutes
+        case slurmURL, slurmUser, slurmTokenFile, slurmCACertificate, slurmPartitions, slurmSpool, slurmGPUProgram
+        case slurmGPUOptions
     }
 
     /// The defaults.
@@ -67,7 +86,11 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         ("CADUCEUS_STOP_GRACE_SECONDS", "stopGraceSeconds"), ("CADUCEUS_AGENT_LISTEN", "agentListen"),
         ("CADUCEUS_AGENT_TIMEOUT_SECONDS", "agentTimeoutSeconds"),
         ("CADUCEUS_AGENT_CERTIFICATE_DAYS", "agentCertificateDays"), ("CADUCEUS_OBJECT_TIERS", "objectTiers"),
-        ("CADUCEUS_LIFECYCLE_INTERVAL_MINUTES", "lifecycleIntervalMinutes"),
+        ("CADUCEUS_LIFECYCLE_INTERVAL_MINUTES", "lifecycleIntervalMinutes"), ("CADUCEUS_SLURM_URL", "slurmURL"),
+        ("CADUCEUS_SLURM_USER", "slurmUser"), ("CADUCEUS_SLURM_TOKEN_FILE", "slurmTokenFile"),
+        ("CADUCEUS_SLURM_CA_CERTIFICATE", "slurmCACertificate"), ("CADUCEUS_SLURM_PARTITIONS", "slurmPartitions"),
+        ("CADUCEUS_SLURM_SPOOL", "slurmSpool"), ("CADUCEUS_SLURM_GPU_PROGRAM", "slurmGPUProgram"),
+        ("CADUCEUS_SLURM_GPU_OPTIONS", "slurmGPUOptions"),
     ]
 
     /// Resolves the configuration from a file (if given), the environment and flag overrides.
@@ -129,6 +152,14 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         case "agentCertificateDays": agentCertificateDays = try int(value)
         case "objectTiers": objectTiers = value
         case "lifecycleIntervalMinutes": lifecycleIntervalMinutes = try int(value)
+        case "slurmURL": slurmURL = value
+        case "slurmUser": slurmUser = value
+        case "slurmTokenFile": slurmTokenFile = value
+        case "slurmCACertificate": slurmCACertificate = value
+        case "slurmPartitions": slurmPartitions = value
+        case "slurmSpool": slurmSpool = value
+        case "slurmGPUProgram": slurmGPUProgram = value
+        case "slurmGPUOptions": slurmGPUOptions = value
         default: throw CaduceusError(code: "config.value", message: "unknown setting '\(key)'")
         }
     }
@@ -164,6 +195,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         _ = try bindAddress()
         _ = try agentBindAddress()
         if let databaseURL { _ = try DatabaseURL(databaseURL) }
+        _ = try slurmPartitionMap()
         guard !dataDirectory.isEmpty else {
             throw CaduceusError(code: "config.value", message: "dataDirectory is empty")
         }
@@ -189,6 +221,22 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         }
         return tiers
     }
+
+    /// `slurmPartitions` as a map from tenant name to partition.
+    public func slurmPartitionMap() throws -> [String: String] {
+        var map: [String: String] = [:]
+        for item in slurmPartitions.split(separator: ",") where !item.trimmingCharacters(in: .whitespaces).isEmpty {
+            let parts = item.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw CaduceusError(code: "config.value", message: "slurmPartitions takes tenant=partition by commas")
+            }
+            map[parts[0]] = parts[1]
+        }
+        return map
+    }
+
+    /// The Slurm spool directory: `slurmSpool`, or `<data>/slurm`.
+    public var slurmSpoolDirectory: String { slurmSpool.isEmpty ? dataDirectory + "/slurm" : slurmSpool }
 
     /// Host and port of `agentListen`; nil when it is `off`.
     public func agentBindAddress() throws -> (host: String, port: Int)? {
@@ -217,6 +265,10 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
             ("agentTimeoutSeconds", String(agentTimeoutSeconds)),
             ("agentCertificateDays", String(agentCertificateDays)), ("objectTiers", objectTiers),
             ("lifecycleIntervalMinutes", String(lifecycleIntervalMinutes)),
+            ("slurmURL", slurmURL.isEmpty ? "(no Slurm)" : slurmURL), ("slurmUser", slurmUser),
+            ("slurmTokenFile", slurmTokenFile), ("slurmCACertificate", slurmCACertificate),
+            ("slurmPartitions", slurmPartitions), ("slurmSpool", slurmSpoolDirectory),
+            ("slurmGPUProgram", slurmGPUProgram), ("slurmGPUOptions", slurmGPUOptions),
         ]
     }
 

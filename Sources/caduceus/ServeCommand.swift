@@ -59,28 +59,42 @@ struct ServeCommand: AsyncParsableCommand {
             dataDirectory: configuration.dataDirectory, fakeGPUs: configuration.fakeGPUs,
             residency: Residency(rawValue: configuration.localResidency) ?? Residency(rawValue: "US")!,
             nodeName: Self.nodeName(), graceSeconds: Double(configuration.stopGraceSeconds))
+        let slurm = try SlurmSetup(configuration, logger: logger)
         let runner: CaduceusServer.RunnerFactory = { plane in
-            try await EmbeddedAgent.start(plane: plane, settings: settings, logger: logger)
-        }
-        try await CaduceusServer.run(
-            configuration: configuration, logger: logger, runner: runner,
-            onAgentListener: { port in
-                StandardStreams.line("Node agents connect on port \(port) (mutual TLS; caduceus node join-token NODE)")
+            var runners: [any JobRunner] = []
+            if let local = try await EmbeddedAgent.start(plane: plane, settings: settings, logger: logger) {
+                runners.append(local)
             }
-        ) { started in
-            var lines = [
-                "Caduceus is listening on \(started.url)",
-                "CA certificate: \(started.caCertificatePath)",
-                "CA SHA-256 fingerprint: \(started.caFingerprint)",
-            ]
-            if let file = started.bootstrapFile {
-                lines.append("First start: the bootstrap administrator's one-time credentials are in \(file)")
-                lines.append(
-                    "Log in with: caduceus login --server \(started.url) --ca-cert \(started.caCertificatePath) --user admin"
-                )
-            }
-            StandardStreams.line(lines.joined(separator: "\n"))
+            if let slurm { runners.append(slurm.runner(for: plane)) }
+            return runners.count > 1 ? JobRunners(runners) : runners.first
         }
+        do {
+            try await CaduceusServer.run(
+                configuration: configuration, logger: logger, runner: runner,
+                moreReadiness: { slurm?.readiness() ?? [:] },
+                onAgentListener: { port in
+                    StandardStreams.line(
+                        "Node agents connect on port \(port) (mutual TLS; caduceus node join-token NODE)")
+                }
+            ) { started in
+                var lines = [
+                    "Caduceus is listening on \(started.url)",
+                    "CA certificate: \(started.caCertificatePath)",
+                    "CA SHA-256 fingerprint: \(started.caFingerprint)",
+                ]
+                if let file = started.bootstrapFile {
+                    lines.append("First start: the bootstrap administrator's one-time credentials are in \(file)")
+                    lines.append(
+                        "Log in with: caduceus login --server \(started.url) --ca-cert \(started.caCertificatePath) --user admin"
+                    )
+                }
+                StandardStreams.line(lines.joined(separator: "\n"))
+            }
+        } catch {
+            await slurm?.shutdown()
+            throw error
+        }
+        await slurm?.shutdown()
     }
 }
 

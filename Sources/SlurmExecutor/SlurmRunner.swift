@@ -1,0 +1,484 @@
+import CaduceusCore
+import ControlPlane
+import Foundation
+import Logging
+import Scheduling
+import Synchronization
+
+/// Runs placed jobs on a Slurm cluster through slurmrestd, as the local and remote runners run them on
+/// node agents.
+///
+/// Caduceus's scheduler still decides placement: each launch is submitted to the tenant's partition with
+/// the chosen node (`nodelist`) and `gres=gpu:<model>:N`. A tenant's partition must hold exactly that
+/// tenant's nodes; when it holds a node of another tenant (or one no tenant holds), the runner refuses to
+/// run that tenant's jobs and says why. Job state comes from polling slurmrestd; a job Slurm fails or loses
+/// ends with Slurm's reason. Cancel and preemption cancel the Slurm job (its GPUs are freed at once, unlike
+/// SUSPEND); a preempted job goes back to Caduceus's queue and is submitted again where the scheduler
+/// places it. Output goes to `<spool>/logs/<job>/` (a directory every node and the control plane share),
+/// and the Slurm epilog (`scripts/slurm-epilog.sh`, which runs `caduceus-gpu scrub`) leaves each GPU scrub
+/// in `<spool>/scrubs/`, which the runner reports to the control plane to audit.
+public final class SlurmRunner: JobRunner {
+    public struct Settings: Sendable {
+        /// slurmrestd's address and credentials.
+        public var endpoint: SlurmEndpoint
+        /// Partition by tenant name; a tenant not named uses the partition named like the tenant.
+        public var partitions: [String: String]
+        /// The directory shared by the control plane and every Slurm node: job logs, scratch, scrub records.
+        public var spool: String
+        /// How often slurmrestd is polled.
+        public var pollInterval: Duration
+        /// Polls a submitted job may be missing from slurmctld's list before it counts as lost.
+        public var missingPollsBeforeLost: Int
+        /// The `caduceus-gpu` program on the nodes, which scrubs a node's GPUs when it is sanitised.
+        public var gpuProgram: String
+        /// More options for its scrub (`--fake-gpus N` on a cluster of stand-ins).
+        public var gpuOptions: [String]
+
+        public init(
+            endpoint: SlurmEndpoint, partitions: [String: String], spool: String,
+            pollInterval: Duration = .seconds(1), missingPollsBeforeLost: Int = 3,
+            gpuProgram: String = "caduceus-gpu", gpuOptions: [String] = []
+        ) {
+            self.gpuProgram = gpuProgram
+            self.gpuOptions = gpuOptions
+            self.endpoint = endpoint
+            self.partitions = partitions
+            self.spool = spool
+            self.pollInterval = pollInterval
+            self.missingPollsBeforeLost = missingPollsBeforeLost
+        }
+    }
+
+    /// What the runner knows of Caduceus's nodes: name, holder and GPUs.
+    public struct FleetNode: Sendable, Equatable {
+        public var id: NodeID
+        public var name: String
+        public var tenant: TenantID?
+        public var tenantName: String?
+        public var gpus: [GPUDevice]
+
+        public init(id: NodeID, name: String, tenant: TenantID?, tenantName: String?, gpus: [GPUDevice]) {
+            self.id = id
+            self.name = name
+            self.tenant = tenant
+            self.tenantName = tenantName
+            self.gpus = gpus
+        }
+    }
+
+    /// How slurmrestd and the cluster look now, for `cluster status` and `/readyz`.
+    public struct Health: Sendable, Equatable, Codable {
+        public var reachable: Bool
+        public var release: String?
+        public var problem: String?
+        public var nodes: [String]
+        /// Why a tenant's jobs are refused, by tenant name.
+        public var refusedTenants: [String: String]
+    }
+
+    struct Tracked {
+        var launch: JobLaunch
+        var reporter: any JobReporter
+        var slurmID: Int?
+        var stop: JobStopReason?
+        var missingPolls = 0
+    }
+
+    struct State {
+        var served: [NodeID: FleetNode] = [:]
+        var launches: [LaunchKey: Tracked] = [:]
+        /// Why each tenant's jobs may not run here now, by tenant ID.
+        var refusals: [TenantID: String] = [:]
+        var health = Health(reachable: false, release: nil, problem: "not checked yet", nodes: [], refusedTenants: [:])
+        var reporter: (any JobReporter)?
+        var started = false
+        /// The Slurm job sanitising each node, while it runs.
+        var sanitizing: [NodeID: Int] = [:]
+    }
+
+    let settings: Settings
+    let client: SlurmClient
+    private let fleet: @Sendable () async throws -> [FleetNode]
+    let logger: Logger
+    let state = Mutex(State())
+
+    /// A runner over `client`; `fleet` lists Caduceus's nodes (each refresh matches them to Slurm's by name).
+    public init(
+        settings: Settings, client: SlurmClient, logger: Logger,
+        fleet: @escaping @Sendable () async throws -> [FleetNode]
+    ) {
+        self.settings = settings
+        self.client = client
+        self.fleet = fleet
+        self.logger = logger
+    }
+
+    /// The latest view of slurmrestd and the partitions.
+    public var health: Health { state.withLock { $0.health } }
+
+    // MARK: JobRunner
+
+    public func serves(node: NodeID) -> Bool { state.withLock { $0.served[node] != nil } }
+
+    public func prepare(reporter: any JobReporter) async {
+        for folder in ["logs", "scratch", "scrubs", "sanitize"] {
+            try? FileManager.default.createDirectory(
+                atPath: settings.spool + "/" + folder, withIntermediateDirectories: true)
+        }
+        await refresh()
+        let first = state.withLock { state -> Bool in
+            state.reporter = reporter
+            defer { state.started = true }
+            return !state.started
+        }
+        guard first else { return }
+        Task { [weak self] in
+            var tick = 0
+            while let self {
+                try? await Task.sleep(for: self.settings.pollInterval)
+                tick += 1
+                if tick % 5 == 0 { await self.refresh() }
+                await self.poll()
+            }
+        }
+    }
+
+    public func active() async -> Set<LaunchKey> { state.withLock { Set($0.launches.keys) } }
+
+    public func launch(_ launch: JobLaunch, reporter: any JobReporter) async {
+        let taken = state.withLock { state -> Bool in
+            guard state.launches[launch.key] == nil else { return false }
+            state.launches[launch.key] = Tracked(launch: launch, reporter: reporter)
+            return true
+        }
+        guard taken else { return }
+        Task { await self.submit(launch.key) }
+    }
+
+    public func stop(_ key: LaunchKey, reason: JobStopReason) async {
+        let slurmID = state.withLock { state -> Int?? in
+            guard var tracked = state.launches[key], tracked.stop == nil else { return nil }
+            tracked.stop = reason
+            state.launches[key] = tracked
+            return .some(tracked.slurmID)
+        }
+        guard case .some(let id?) = slurmID else { return }
+        do {
+            try await client.cancel(id)
+        } catch {
+            logger.error(
+                "cannot cancel a Slurm job", metadata: ["job": "\(key)", "slurm": "\(id)", "error": "\(error)"])
+        }
+    }
+
+    public func readLog(_ job: JobID, stderr: Bool, from offset: Int, limit: Int) async -> (bytes: [UInt8], size: Int)?
+    {
+        let path = logPath(job, stderr: stderr)
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        let size = Int((try? handle.seekToEnd()) ?? 0)
+        guard offset < size else { return ([], size) }
+        try? handle.seek(toOffset: UInt64(offset))
+        let data = (try? handle.read(upToCount: min(limit, size - offset))) ?? Data()
+        return ([UInt8](data), size)
+    }
+
+    public func sanitize(node: NodeID, reporter: any JobReporter) async -> NodeSanitization? {
+        guard let entry = state.withLock({ $0.served[node] }) else { return nil }
+        let busy = state.withLock { $0.launches.values.contains { $0.launch.node == node } }
+        guard !busy else { return nil }
+        return await sanitize(entry, reporter: reporter)
+    }
+
+    public func logFiles(of job: JobID) -> (stdout: String, stderr: String)? {
+        let out = logPath(job, stderr: false)
+        let err = logPath(job, stderr: true)
+        let manager = FileManager.default
+        // Once the control plane sealed them, only `<file>.sealed` is left.
+        guard [out, err, out + ".sealed", err + ".sealed"].contains(where: manager.fileExists(atPath:)) else {
+            return nil
+        }
+        return (out, err)
+    }
+
+    public func reclaim(_ job: JobID, on node: NodeID) async -> Int {
+        do {
+            let leftovers = try await client.jobs().filter {
+                ($0.name ?? "").hasPrefix(Self.jobNamePrefix(job)) && !Self.isFinal($0.job_state ?? "")
+            }
+            for leftover in leftovers { try await client.cancel(leftover.job_id) }
+            return leftovers.count
+        } catch {
+            logger.error("cannot reclaim a job's Slurm leftovers", metadata: ["job": "\(job)", "error": "\(error)"])
+            return 0
+        }
+    }
+
+    // MARK: Submitting
+
+    static func jobNamePrefix(_ job: JobID) -> String { "caduceus-\(job.rawValue)-" }
+
+    func logPath(_ job: JobID, stderr: Bool) -> String {
+        settings.spool + "/logs/\(job.rawValue)/" + (stderr ? "stderr.log" : "stdout.log")
+    }
+
+    private func submit(_ key: LaunchKey) async {
+        guard let (launch, reporter) = state.withLock({ state in state.launches[key].map { ($0.launch, $0.reporter) } })
+        else { return }
+        let (node, refusal) = state.withLock { ($0.served[launch.node], $0.refusals[launch.tenant]) }
+        guard let node else {
+            await end(key, succeeded: false, "did not start: node \(launch.node) is not a Slurm node Caduceus knows")
+            return
+        }
+        if let refusal {
+            await end(key, succeeded: false, "did not start: \(refusal)")
+            return
+        }
+        guard await reporter.starting(launch) else {
+            _ = state.withLock { $0.launches.removeValue(forKey: key) }
+            return
+        }
+        guard state.withLock({ $0.launches[key]?.stop == nil }) else {
+            await end(key, succeeded: false, "stopped before Slurm was asked to run it")
+            return
+        }
+        do {
+            let submission = try makeSubmission(launch, node: node)
+            let id = try await client.submit(submission)
+            let stopped = state.withLock { state -> Bool in
+                state.launches[key]?.slurmID = id
+                return state.launches[key]?.stop != nil
+            }
+            logger.info("submitted to Slurm", metadata: ["job": "\(key)", "slurm": "\(id)", "node": "\(node.name)"])
+            if stopped { try await client.cancel(id) }
+        } catch {
+            await end(key, succeeded: false, "did not start: Slurm refused it: \(error)")
+        }
+    }
+
+    func partition(for tenantName: String) -> String { settings.partitions[tenantName] ?? tenantName }
+
+    private func makeSubmission(_ launch: JobLaunch, node: FleetNode) throws -> SlurmSubmission {
+        guard let tenantName = node.tenantName else {
+            throw CaduceusError(code: "slurm.partition", message: "node \(node.name) is held by no tenant")
+        }
+        let scratch = settings.spool + "/scratch/\(launch.key.job.rawValue)"
+        let logs = settings.spool + "/logs/\(launch.key.job.rawValue)"
+        for folder in [scratch, logs] {
+            try FileManager.default.createDirectory(
+                atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
+        var environment = launch.environment
+        environment["PATH"] = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        environment["CADUCEUS_JOB_ID"] = launch.key.job.rawValue
+        environment["CADUCEUS_TENANT_ID"] = launch.tenant.rawValue
+        environment["CADUCEUS_PROJECT_ID"] = launch.project.rawValue
+        environment["CADUCEUS_GPU_UUIDS"] = launch.gpus.map(\.uuid).joined(separator: ",")
+        let command = ([launch.command] + launch.arguments).map(Self.shellQuoted).joined(separator: " ")
+        let gres = launch.gpus.first.map { "gpu:\($0.model.lowercased()):\(launch.gpus.count)" }
+        return SlurmSubmission(
+            script: "#!/bin/sh\n# Caduceus job \(launch.key)\nexec \(command)\n",
+            job: .init(
+                name: Self.jobNamePrefix(launch.key.job) + String(launch.key.attempt),
+                partition: partition(for: tenantName), nodelist: node.name, gres: gres, environment: environment,
+                current_working_directory: scratch, standard_output: logs + "/stdout.log",
+                standard_error: logs + "/stderr.log",
+                time_limit: launch.maxRuntimeSeconds > 0 ? (launch.maxRuntimeSeconds + 59) / 60 : nil,
+                requeue: false))
+    }
+
+    static func shellQuoted(_ word: String) -> String {
+        "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
+    // MARK: Following Slurm
+
+    /// Slurm's final states; anything else is still on its way.
+    static func isFinal(_ state: String) -> Bool {
+        [
+            "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
+            "PREEMPTED",
+        ].contains(state)
+    }
+
+    private func poll() async {
+        let submitted = state.withLock { $0.launches.compactMap { key, tracked in tracked.slurmID.map { (key, $0) } } }
+        if !submitted.isEmpty {
+            do {
+                let jobs = Dictionary(try await client.jobs().map { ($0.job_id, $0) }, uniquingKeysWith: { $1 })
+                for (key, id) in submitted { await follow(key, id, jobs[id]) }
+            } catch {
+                // Nothing is decided while slurmrestd is away: the jobs are followed again once it answers.
+                logger.warning("cannot poll slurmrestd", metadata: ["error": "\(error)"])
+            }
+        }
+        await collectScrubs()
+    }
+
+    private func follow(_ key: LaunchKey, _ id: Int, _ job: SlurmJob?) async {
+        guard let job else {
+            let lost = state.withLock { state -> Bool in
+                state.launches[key]?.missingPolls += 1
+                return (state.launches[key]?.missingPolls ?? 0) >= settings.missingPollsBeforeLost
+            }
+            if lost { await end(key, succeeded: false, "Slurm lost it: job \(id) is no longer known to slurmctld") }
+            return
+        }
+        state.withLock { $0.launches[key]?.missingPolls = 0 }
+        let slurmState = job.job_state ?? "UNKNOWN"
+        guard Self.isFinal(slurmState) else { return }
+        let stop = state.withLock { $0.launches[key]?.stop }
+        let reason = [job.state_reason, job.state_description].compactMap { $0 }.filter {
+            !$0.isEmpty && $0 != "None"
+        }
+        let because = reason.isEmpty ? "" : " (\(reason.joined(separator: ": ")))"
+        switch slurmState {
+        case "COMPLETED":
+            await end(key, succeeded: true, "exited with status 0 in Slurm job \(id)")
+        case "CANCELLED" where stop != nil:
+            await end(
+                key, succeeded: false, "\(stop == .preempted ? "preempted" : "cancelled"): Slurm job \(id) cancelled")
+        case "FAILED":
+            await end(
+                key, succeeded: false,
+                "exited with status \(Self.exitStatus(job.exit_code)) in Slurm job \(id)\(because)")
+        default:
+            await end(key, succeeded: false, "Slurm ended job \(id) as \(slurmState)\(because)")
+        }
+    }
+
+    /// Slurm reports the wait status; the program's exit status is its high byte.
+    static func exitStatus(_ code: Int?) -> Int {
+        guard let code else { return -1 }
+        return code > 255 ? code >> 8 : code
+    }
+
+    private func end(_ key: LaunchKey, succeeded: Bool, _ description: String) async {
+        guard let tracked = state.withLock({ $0.launches.removeValue(forKey: key) }) else { return }
+        let bytes = [false, true].reduce(0) { total, stderr in
+            let size = (try? FileManager.default.attributesOfItem(atPath: logPath(key.job, stderr: stderr))[.size])
+            return total + ((size as? Int) ?? 0)
+        }
+        try? FileManager.default.removeItem(atPath: settings.spool + "/scratch/\(key.job.rawValue)")
+        await tracked.reporter.ended(
+            tracked.launch,
+            JobOutcome(
+                succeeded: succeeded, description: description, outputBytes: bytes, logsTruncated: false,
+                leftoversKilled: 0))
+    }
+
+    // MARK: Nodes, partitions and health
+
+    /// Matches Caduceus's nodes to Slurm's by name and checks each tenant's partition.
+    func refresh() async {
+        do {
+            let release = try await client.ping()
+            let slurmNodes = Set(try await client.nodes().map(\.name))
+            let partitions = try await client.partitions()
+            let fleetNodes = try await fleet()
+            let served = fleetNodes.filter { slurmNodes.contains($0.name) }
+            let refusals = Self.partitionRefusals(
+                served: served, allFleet: fleetNodes, partitions: partitions, partitionFor: partition(for:))
+            let reporter = state.withLock { state -> (any JobReporter)? in
+                let before = state.served
+                state.served = Dictionary(served.map { ($0.id, $0) }, uniquingKeysWith: { $1 })
+                state.refusals = refusals
+                let names = Dictionary(served.compactMap { n in n.tenant.map { ($0, n.tenantName ?? "") } }) { $1 }
+                state.health = Health(
+                    reachable: true, release: release, problem: nil, nodes: served.map(\.name).sorted(),
+                    refusedTenants: Dictionary(refusals.map { (names[$0.key] ?? $0.key.rawValue, $0.value) }) { $1 })
+                return before == state.served ? nil : state.reporter
+            }
+            // Nodes Slurm now serves (or no longer serves): the control plane reconciles their work.
+            reporter?.changed()
+        } catch {
+            logger.warning("cannot refresh the Slurm cluster's view", metadata: ["error": "\(error)"])
+            state.withLock { state in
+                state.health.reachable = false
+                state.health.problem = "\(error)"
+            }
+        }
+    }
+
+    /// Why each tenant's jobs must not run: its partition is missing, or holds a node the tenant does not.
+    static func partitionRefusals(
+        served: [FleetNode], allFleet: [FleetNode], partitions: [SlurmPartition],
+        partitionFor: (String) -> String
+    ) -> [TenantID: String] {
+        var refusals: [TenantID: String] = [:]
+        let byName = Dictionary(allFleet.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+        var tenants: [TenantID: String] = [:]
+        for node in served { if let tenant = node.tenant { tenants[tenant] = node.tenantName ?? tenant.rawValue } }
+        for (tenant, name) in tenants {
+            let wanted = partitionFor(name)
+            guard let partition = partitions.first(where: { $0.name == wanted }) else {
+                refusals[tenant] = "Slurm has no partition \(wanted) for tenant \(name)"
+                continue
+            }
+            for nodeName in partition.nodes where byName[nodeName]?.tenant != tenant {
+                let holder = byName[nodeName]?.tenantName.map { "tenant \($0)" } ?? "no tenant of Caduceus"
+                refusals[tenant] =
+                    "Slurm partition \(wanted) holds node \(nodeName) of \(holder): a tenant's partition must "
+                    + "hold only its own nodes"
+                break
+            }
+        }
+        return refusals
+    }
+
+    // MARK: Scrub records
+
+    /// A record the epilog leaves: the Slurm job, the host, and `caduceus-gpu scrub`'s document.
+    struct EpilogRecord: Decodable {
+        struct Scrub: Decodable {
+            struct GPU: Decodable {
+                var index: Int
+                var uuid: String
+                var fake: Bool?
+                var result: String?
+                var failure: String?
+                var bytesScrubbed: UInt64?
+                var bytesVerified: UInt64?
+                var seconds: Double?
+            }
+            var gpus: [GPU]
+        }
+        var slurmJobID: Int?
+        var host: String
+        var scrub: Scrub
+    }
+
+    /// Reports every scrub record the epilog left, then removes it.
+    private func collectScrubs() async {
+        let folder = settings.spool + "/scrubs"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
+        guard let reporter = state.withLock({ $0.reporter }) else { return }
+        for name in names.sorted() where name.hasSuffix(".json") {
+            let path = folder + "/" + name
+            guard let data = FileManager.default.contents(atPath: path) else { continue }
+            for report in scrubReports(from: data, file: name) { await reporter.scrubbed(report) }
+            try? FileManager.default.removeItem(atPath: path)
+        }
+    }
+
+    func scrubReports(from data: Data, file: String) -> [GPUScrubReport] {
+        guard let record = try? JSONDecoder().decode(EpilogRecord.self, from: data) else {
+            logger.error("an epilog scrub record cannot be read", metadata: ["file": "\(file)"])
+            return []
+        }
+        guard let node = state.withLock({ $0.served.values.first { $0.name == record.host } }) else {
+            logger.error(
+                "an epilog scrub record names a node Caduceus does not know", metadata: ["host": "\(record.host)"])
+            return []
+        }
+        return record.scrub.gpus.map { gpu in
+            // The node's GPU at the same index is the one Caduceus knows (and audits) by its UUID.
+            let known = node.gpus.first { $0.index == gpu.index }
+            return GPUScrubReport(
+                node: node.id, gpuUUID: known?.uuid ?? gpu.uuid, gpuIndex: gpu.index,
+                bytesOverwritten: gpu.bytesScrubbed ?? 0, bytesVerified: gpu.bytesVerified ?? 0,
+                seconds: gpu.seconds ?? 0, succeeded: gpu.result == "passed", failure: gpu.failure,
+                fake: gpu.fake ?? false)
+        }
+    }
+}
