@@ -34,6 +34,10 @@ extension APIRoutes {
             filters: ["tenant"]),
         .init(method: .get, path: "/v1/nodes/{id}", summary: "Show a node", access: .permission(.fleetRead)),
         .init(
+            method: .get, path: "/v1/cluster",
+            summary: "The control plane's replicas, leader, database and Slurm cluster", access: .permission(.fleetRead)
+        ),
+        .init(
             method: .get, path: "/v1/nodes/{id}/sanitization-records",
             summary: "A node's sanitisations (GPUs scrubbed, scratch erased)", access: .permission(.fleetRead)),
         .init(
@@ -146,6 +150,9 @@ extension RouteHandlers {
                 try await plane.listNodes(
                     context.info, tenant: try Self.filter(TenantID.self, "tenant", request), after: page.after,
                     limit: page.limit))
+        }
+        authed.get("/cluster") { [plane, clusterStatus] _, context in
+            try JSONBody.response(try await plane.clusterStatus(context.info, gather: clusterStatus))
         }
         authed.get("/nodes/:id") { [plane] _, context in
             try JSONBody.response(try await plane.showNode(context.info, try Self.id(NodeID.self, context)))

@@ -117,6 +117,8 @@ struct RouteHandlers {
     let metrics: ServerMetrics
     /// The internal CA's certificate, served to agents before they enrol.
     let caPEM: String
+    /// What `cluster status` shows.
+    let clusterStatus: CaduceusServer.ClusterStatusSource
     /// What `/readyz` checks.
     let readiness: CaduceusServer.Readiness
 

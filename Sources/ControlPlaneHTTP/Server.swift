@@ -36,6 +36,7 @@ public enum CaduceusServer {
     public static func run(
         configuration: ServerConfiguration, logger: Logger, runner: RunnerFactory? = nil,
         moreReadiness: @escaping Readiness = { [:] },
+        slurmStatus: @escaping @Sendable () async -> ClusterStatus.Slurm? = { nil },
         onAgentListener: @escaping @Sendable (Int) -> Void = { _ in },
         onStarted: @escaping @Sendable (Started) -> Void
     ) async throws {
@@ -78,8 +79,11 @@ public enum CaduceusServer {
         let bootstrapFile = createdBootstrapFile
         try await plane.startScheduling()
 
+        let replica = ReplicaService(database: database, clock: clock, logger: logger)
+        await replica.beat()
         let app = try makeApplication(
             plane: plane, ca: ca, configuration: configuration, logger: logger, metrics: ServerMetrics(trail: trail),
+            clusterStatus: { await replica.status(slurm: await slurmStatus()) },
             readiness: {
                 var checks = await moreReadiness()
                 do {
@@ -95,12 +99,13 @@ public enum CaduceusServer {
             onRunning: { port in
                 let shownHost =
                     (try? configuration.bindAddress().host).map { $0 == "0.0.0.0" ? host : $0 } ?? "localhost"
+                replica.listening(at: "https://\(shownHost):\(port)")
                 onStarted(
                     Started(
                         url: "https://\(shownHost):\(port)", port: port, caCertificatePath: ca.caCertificatePath,
                         caFingerprint: ca.caFingerprint, bootstrapFile: bootstrapFile))
             })
-        var services: [any Service] = [app]
+        var services: [any Service] = [app, replica]
         var runners: [any JobRunner] = []
         if let local = try await runner?(plane) { runners.append(local) }
         if let (agentHost, agentPort) = try configuration.agentBindAddress() {
@@ -141,6 +146,9 @@ public enum CaduceusServer {
     /// What `/readyz` checks: each dependency by name, with nil when it is fine or why it is not.
     public typealias Readiness = @Sendable () async -> [String: String?]
 
+    /// Gathers what `cluster status` shows.
+    public typealias ClusterStatusSource = @Sendable () async -> ClusterStatus
+
     /// The metadata database the configuration names: PostgreSQL at `databaseURL`, or SQLite in the data
     /// directory. Its URL is logged only with the password masked.
     static func openDatabase(_ configuration: ServerConfiguration, logger: Logger) async throws -> Database {
@@ -155,10 +163,12 @@ public enum CaduceusServer {
     /// The HTTPS application: TLS 1.2+ with AEAD suites only, the API routes and their middleware.
     static func makeApplication(
         plane: ControlPlane, ca: InternalCA, configuration: ServerConfiguration, logger: Logger, metrics: ServerMetrics,
-        readiness: @escaping Readiness, onRunning: @escaping @Sendable (Int) -> Void
+        clusterStatus: @escaping ClusterStatusSource, readiness: @escaping Readiness,
+        onRunning: @escaping @Sendable (Int) -> Void
     ) throws -> some ApplicationProtocol {
         let router = try makeRouter(
-            plane: plane, logger: logger, metrics: metrics, caPEM: ca.caCertificatePEM, readiness: readiness)
+            plane: plane, logger: logger, metrics: metrics, caPEM: ca.caCertificatePEM, clusterStatus: clusterStatus,
+            readiness: readiness)
         let (host, port) = try configuration.bindAddress()
         return try Application(
             router: router,
@@ -171,12 +181,15 @@ public enum CaduceusServer {
     /// The API's router: request middleware, then the routes of `APIRoutes`.
     static func makeRouter(
         plane: ControlPlane, logger: Logger, limiter: RateLimiter = RateLimiter(),
-        metrics: ServerMetrics = ServerMetrics(trail: nil), caPEM: String = "", readiness: @escaping Readiness = { [:] }
+        metrics: ServerMetrics = ServerMetrics(trail: nil), caPEM: String = "",
+        clusterStatus: @escaping ClusterStatusSource = ReplicaService.standalone,
+        readiness: @escaping Readiness = { [:] }
     ) throws -> Router<APIContext> {
         let router = Router(context: APIContext.self)
         router.add(middleware: RequestMiddleware(plane: plane, logger: logger, metrics: metrics))
         RouteHandlers(
-            plane: plane, openAPI: try OpenAPIDocument.json(), metrics: metrics, caPEM: caPEM, readiness: readiness
+            plane: plane, openAPI: try OpenAPIDocument.json(), metrics: metrics, caPEM: caPEM,
+            clusterStatus: clusterStatus, readiness: readiness
         )
         .register(on: router, limiter: limiter)
         return router

@@ -12,6 +12,8 @@ public final class Database: Sendable {
     public let fleet: SQLFleetStore
     /// Datasets, keys and objects.
     public let datasets: SQLDatasetStore
+    /// The replicas sharing the database and their leases.
+    public let cluster: SQLClusterStore
     let engine: any SQLEngine
 
     private init(engine: any SQLEngine) {
@@ -19,6 +21,7 @@ public final class Database: Sendable {
         self.identity = SQLIdentityStore(engine: engine, pinned: nil)
         self.fleet = SQLFleetStore(engine: engine, pinned: nil)
         self.datasets = SQLDatasetStore(engine: engine, pinned: nil)
+        self.cluster = SQLClusterStore(engine: engine)
     }
 
     /// Which engine holds the data: `sqlite` or `postgres`.

@@ -180,6 +180,19 @@ enum Migrations {
                     dataset_id TEXT PRIMARY KEY REFERENCES datasets(id), note TEXT NOT NULL)
                 """,
             ]),
+        Migration(
+            version: 6, name: "replicas-and-leases",
+            statements: [
+                """
+                CREATE TABLE replicas (
+                    id TEXT PRIMARY KEY, host TEXT NOT NULL, url TEXT NOT NULL, version TEXT NOT NULL,
+                    started_at BIGINT NOT NULL, last_seen_at BIGINT NOT NULL)
+                """,
+                """
+                CREATE TABLE leases (
+                    name TEXT PRIMARY KEY, holder TEXT NOT NULL, token BIGINT NOT NULL, expires_at BIGINT NOT NULL)
+                """,
+            ]),
     ]
 
     /// Applies every migration not yet applied; returns the versions applied now.

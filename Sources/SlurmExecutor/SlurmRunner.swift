@@ -96,7 +96,7 @@ public final class SlurmRunner: JobRunner {
         var sanitizing: [NodeID: Int] = [:]
     }
 
-    let settings: Settings
+    public let settings: Settings
     let client: SlurmClient
     private let fleet: @Sendable () async throws -> [FleetNode]
     let logger: Logger

@@ -12,7 +12,7 @@ struct Caduceus: AsyncParsableCommand {
             BreakGlassCommand.self, RegionCommand.self, SiteCommand.self, FabricCommand.self, NodeCommand.self,
             QuotaCommand.self, JobCommand.self, OpenAPICommand.self, AuditCommand.self, BenchCommand.self,
             SimCommand.self, AgentCommand.self, SealCommand.self, DatasetCommand.self, KeyCommand.self,
-            ReportCommand.self,
+            ReportCommand.self, ClusterCommand.self,
         ]
     )
 }

@@ -44,6 +44,14 @@ final class SlurmSetup: Sendable {
         return runner
     }
 
+    /// What `cluster status` shows of Slurm.
+    func status() -> ClusterStatus.Slurm {
+        let health = runner.health
+        return ClusterStatus.Slurm(
+            endpoint: "\(runner.settings.endpoint)", reachable: health.reachable, release: health.release,
+            nodes: health.nodes, refusedTenants: health.refusedTenants, problem: health.problem)
+    }
+
     /// What `/readyz` says of Slurm.
     func readiness() -> [String: String?] {
         let health = runner.health

@@ -71,7 +71,7 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             try await CaduceusServer.run(
                 configuration: configuration, logger: logger, runner: runner,
-                moreReadiness: { slurm?.readiness() ?? [:] },
+                moreReadiness: { slurm?.readiness() ?? [:] }, slurmStatus: { slurm?.status() },
                 onAgentListener: { port in
                     StandardStreams.line(
                         "Node agents connect on port \(port) (mutual TLS; caduceus node join-token NODE)")

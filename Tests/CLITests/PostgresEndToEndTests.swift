@@ -98,4 +98,48 @@ struct PostgresEndToEndTests {
         ])
         #expect(shown.status == 0 && shown.text.contains("db.example.org") && !shown.text.contains("hunter2"))
     }
+
+    @Test("two replicas share one database: both listed, one leads; SIGKILL the leader and the other takes over")
+    func replicasAndLeader() async throws {
+        let url = try await TestDatabase.createPostgresDatabase()
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let arguments = ["--database", "postgres://\(url.user)@\(url.host):\(url.port)/\(url.database)"]
+        let environment = ["PGPASSWORD": url.password ?? ""]
+        let first = try TestServer(data: scratch.path + "/a", environment: environment, arguments: arguments)
+        defer { first.stop() }
+        // A second replica shares the first one's keys and CA (copied, as the README says).
+        try FileManager.default.createDirectory(atPath: scratch.path + "/b", withIntermediateDirectories: true)
+        for folder in ["keys", "tls"] {
+            try FileManager.default.copyItem(
+                atPath: scratch.path + "/a/" + folder, toPath: scratch.path + "/b/" + folder)
+        }
+        let second = try TestServer(data: scratch.path + "/b", environment: environment, arguments: arguments)
+        defer { second.stop() }
+        let viaFirst = CLISession(scratch: scratch, server: first)
+        try viaFirst.logInAdmin()
+        let status = try viaFirst.json(["cluster", "status"], as: "admin")
+        let replicas = try #require(status["replicas"] as? [[String: Any]])
+        #expect(replicas.count == 2, "\(status)")
+        let leader = try #require(status["leader"] as? String)
+        let answering = try #require(replicas.first { $0["answering"] as? Bool == true })
+        #expect(answering["id"] as? String == leader, "the first replica to start leads")
+        #expect((status["database"] as? [String: Any])?["engine"] as? String == "postgres")
+        let token = try #require(status["leaderToken"] as? Int)
+
+        // The leader dies; the other replica takes the lease once it expires, with a larger fencing token.
+        let killedAt = Date()
+        first.kill()
+        let viaSecond = CLISession(scratch: scratch, server: second)
+        var after: [String: Any] = [:]
+        while Date().timeIntervalSince(killedAt) < 30 {
+            after = try viaSecond.json(["cluster", "status"], as: "admin")
+            if let now = after["leader"] as? String, now != leader { break }
+            usleep(250_000)
+        }
+        let takeover = Date().timeIntervalSince(killedAt)
+        #expect(after["leader"] as? String != nil && after["leader"] as? String != leader, "\(after)")
+        #expect((after["leaderToken"] as? Int ?? 0) > token)
+        #expect(takeover < 10, "the lead changed hands after \(takeover) s")
+    }
 }

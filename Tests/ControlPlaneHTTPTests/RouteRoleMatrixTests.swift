@@ -263,7 +263,8 @@ struct RouteRoleMatrixTests {
         let projectScope = Scope.project(tenant, project)
         let gpu = #"{"index":0,"model":"H200","memoryMiB":1000,"uuid":"GPU-m\#(counter)"}"#
         switch (route.method, route.path) {
-        case (.get, "/v1/regions"), (.get, "/v1/sites"), (.get, "/v1/fabrics"): return (route.path, .platform, nil)
+        case (.get, "/v1/regions"), (.get, "/v1/sites"), (.get, "/v1/fabrics"), (.get, "/v1/cluster"):
+            return (route.path, .platform, nil)
         case (.post, "/v1/regions"): return (route.path, .platform, #"{"name":"r\#(counter)","residency":"US"}"#)
         case (.get, "/v1/regions/{id}"): return ("/v1/regions/\(region)", .platform, nil)
         case (.post, "/v1/sites"): return (route.path, .platform, #"{"name":"s\#(counter)","region":"\#(region)"}"#)
