@@ -63,7 +63,8 @@ struct BenchAPI: AsyncParsableCommand {
         guard let info = await iterator.next() else { throw CLIError("the server did not start") }
         defer { server.cancel() }
 
-        let token = try await Self.adminSession(info)
+        let token = try await Self.adminSession(
+            url: info.url, caCertificate: info.caCertificatePath, bootstrapFile: info.bootstrapFile)
         let reference = try Self.drive(wrk, url: info.url + "/healthz", token: nil, self)
         let measured = try Self.drive(wrk, url: info.url + "/v1/me", token: token, self)
         server.cancel()
@@ -97,18 +98,18 @@ struct BenchAPI: AsyncParsableCommand {
     }
 
     /// Logs in as the bootstrap administrator, sets a password, and returns a fresh session token.
-    static func adminSession(_ info: CaduceusServer.Started) async throws -> String {
-        guard let file = info.bootstrapFile,
+    static func adminSession(url: String, caCertificate: String, bootstrapFile: String?) async throws -> String {
+        guard let file = bootstrapFile,
             let bootstrap = try? JSONDecoder().decode(
                 BootstrapAdmin.self, from: Data(contentsOf: URL(fileURLWithPath: file)))
         else { throw CLIError("no bootstrap credentials") }
         let totp = TOTP(secret: Base32.decode(bootstrap.totpSecret) ?? [])
         let step = TOTP.step(at: SystemWallClock().now())
-        let anonymous = try APIClient(server: info.url, token: nil, caCertificate: info.caCertificatePath)
+        let anonymous = try APIClient(server: url, token: nil, caCertificate: caCertificate)
         let first = try await anonymous.post(
             "/v1/sessions", LoginRequest(user: "admin", password: bootstrap.password, code: totp.code(step: step)),
             as: LoginResponse.self)
-        let admin = try APIClient(server: info.url, token: first.token, caCertificate: info.caCertificatePath)
+        let admin = try APIClient(server: url, token: first.token, caCertificate: caCertificate)
         _ = try await admin.send(
             .POST, "/v1/me/password",
             body: ChangePasswordRequest(currentPassword: bootstrap.password, newPassword: "benchmark password 1"))
@@ -123,13 +124,22 @@ struct BenchAPI: AsyncParsableCommand {
 
     /// Runs wrk against `url` and reads its figures.
     static func drive(_ wrk: String, url: String, token: String?, _ options: BenchAPI) throws -> Figures {
+        try drive(
+            wrk, url: url, token: token, threads: options.threads, connections: options.connections,
+            seconds: options.duration)
+    }
+
+    /// Runs wrk against `url` (with a Lua `script`, if given) and reads its figures.
+    static func drive(
+        _ wrk: String, url: String, token: String?, threads: Int, connections: Int, seconds: Int,
+        script: String? = nil, scriptArguments: [String] = []
+    ) throws -> Figures {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: wrk)
-        var arguments = [
-            "-t", "\(options.threads)", "-c", "\(options.connections)", "-d", "\(options.duration)s", "--latency",
-        ]
+        var arguments = ["-t", "\(threads)", "-c", "\(connections)", "-d", "\(seconds)s", "--latency"]
         if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
-        process.arguments = arguments + [url]
+        if let script { arguments += ["-s", script] }
+        process.arguments = arguments + [url] + (scriptArguments.isEmpty ? [] : ["--"] + scriptArguments)
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice

@@ -5,6 +5,8 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure Caduceus on this machine; prints JSON.",
-        subcommands: [BenchAudit.self, BenchAPI.self, BenchScheduler.self, BenchExecutor.self, BenchSeal.self]
+        subcommands: [
+            BenchAudit.self, BenchAPI.self, BenchScheduler.self, BenchExecutor.self, BenchSeal.self, BenchScale.self,
+        ]
     )
 }

@@ -43,7 +43,10 @@ enum BenchDatasets {
         guard let info = await iterator.next() else { throw CLIError("the server did not start") }
 
         let admin = try APIClient(
-            server: info.url, token: try await BenchAPI.adminSession(info), caCertificate: info.caCertificatePath)
+            server: info.url,
+            token: try await BenchAPI.adminSession(
+                url: info.url, caCertificate: info.caCertificatePath, bootstrapFile: info.bootstrapFile),
+            caCertificate: info.caCertificatePath)
         defer { Task { await admin.shutdown() } }
         let tenant = try await admin.post("/v1/tenants", CreateTenantRequest(name: "bench"), as: TenantView.self)
         let project = try await admin.post(

@@ -133,7 +133,8 @@ struct BenchExecutor: AsyncParsableCommand {
     /// Logs in as the bootstrap administrator, creates a tenant, a project and a service account with a
     /// token, and gives the local node to the tenant; returns a client acting as the service account.
     static func serviceAccount(_ info: CaduceusServer.Started) async throws -> (APIClient, ProjectID) {
-        let token = try await BenchAPI.adminSession(info)
+        let token = try await BenchAPI.adminSession(
+            url: info.url, caCertificate: info.caCertificatePath, bootstrapFile: info.bootstrapFile)
         let admin = try APIClient(server: info.url, token: token, caCertificate: info.caCertificatePath)
         defer { Task { await admin.shutdown() } }
         let tenant = try await admin.post("/v1/tenants", CreateTenantRequest(name: "bench"), as: TenantView.self)

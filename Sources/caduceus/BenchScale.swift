@@ -1,0 +1,254 @@
+import ArgumentParser
+import CaduceusCore
+import Foundation
+import Persistence
+
+/// `caduceus bench scale`: audited API writes on SQLite, on PostgreSQL with one replica and with two, and
+/// how long the lead takes to change hands when the leader is killed.
+struct BenchScale: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scale",
+        abstract: "Audited writes per second on SQLite and PostgreSQL (one and two replicas); leader failover time.",
+        discussion: """
+            Starts `caduceus serve` processes on scratch data directories and free loopback ports. Writes are \
+            POST /v1/tenants by the bootstrap administrator (each one authenticated, stored and audited), driven \
+            by wrk (Debian package 'wrk'). PostgreSQL runs need --postgres: a URL whose user may create \
+            databases (each run gets a new one). Failover: two replicas, the leader killed with SIGKILL, and the \
+            time until the other holds the lease, over --rounds rounds.
+            """
+    )
+
+    @Option(help: "PostgreSQL URL whose user may create databases (postgres://user:password@host:port/db).")
+    var postgres: String?
+
+    @Option(help: "Seconds per write run.")
+    var duration: Int = 10
+
+    @Option(help: "Concurrent connections per server.")
+    var connections: Int = 16
+
+    @Option(help: "Failover rounds.")
+    var rounds: Int = 5
+
+    func run() async throws {
+        guard let wrk = BenchAPI.which("wrk") else { throw CLIError("wrk is not installed: apt-get install -y wrk") }
+        let scratch = FileManager.default.temporaryDirectory.path + "/caduceus-bench-scale-\(getpid())"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let script = scratch + "/tenants.lua"
+        try Self.lua.write(toFile: script, atomically: true, encoding: .utf8)
+
+        var fields: [(String, String)] = [("connections", "\(connections)"), ("durationSeconds", "\(duration)")]
+        let sqlite = try await writes(
+            replicas: 1, database: nil, scratch: scratch + "/sqlite", wrk: wrk, script: script)
+        fields += Self.fields("sqliteOneReplica", sqlite)
+        guard let postgres else {
+            fields.append(("postgres", "\"skipped: no --postgres URL\""))
+            StandardStreams.line("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
+            return
+        }
+        let admin = try DatabaseURL(postgres)
+        let one = try await writes(
+            replicas: 1, database: try await Self.freshDatabase(admin), scratch: scratch + "/pg1", wrk: wrk,
+            script: script)
+        fields += Self.fields("postgresOneReplica", one)
+        let two = try await writes(
+            replicas: 2, database: try await Self.freshDatabase(admin), scratch: scratch + "/pg2", wrk: wrk,
+            script: script)
+        fields += Self.fields("postgresTwoReplicas", two)
+        fields.append(("postgresOverSqlite", BenchAPI.number(one.requestsPerSecond / max(1, sqlite.requestsPerSecond))))
+        fields.append(("twoOverOneReplica", BenchAPI.number(two.requestsPerSecond / max(1, one.requestsPerSecond))))
+
+        var takeovers: [Double] = []
+        for round in 0..<rounds {
+            takeovers.append(
+                try await failover(database: try await Self.freshDatabase(admin), scratch: scratch + "/fo\(round)"))
+        }
+        let sorted = takeovers.sorted()
+        fields.append(("failoverRounds", "\(rounds)"))
+        fields.append(("failoverP50Seconds", BenchAPI.number(sorted.isEmpty ? 0 : sorted[sorted.count / 2])))
+        fields.append(("failoverMaxSeconds", BenchAPI.number(sorted.last ?? 0)))
+        StandardStreams.line("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
+    }
+
+    /// Each wrk process makes tenant names of its own (its first argument is their prefix), so that no write is
+    /// refused as taken.
+    static let lua = """
+        local counter = 0
+        local prefix = ""
+        local headers = {}
+        function init(args)
+            prefix = args[1]
+            for name, value in pairs(wrk.headers) do headers[name] = value end
+            headers["Content-Type"] = "application/json"
+        end
+        function request()
+            counter = counter + 1
+            local body = string.format('{"name":"%s-%d"}', prefix, counter)
+            return wrk.format("POST", "/v1/tenants", headers, body)
+        end
+        """
+
+    static func fields(_ name: String, _ figures: BenchAPI.Figures) -> [(String, String)] {
+        [
+            (name + "WritesPerSecond", BenchAPI.number(figures.requestsPerSecond)),
+            (name + "P50Milliseconds", BenchAPI.number(figures.p50)),
+            (name + "P99Milliseconds", BenchAPI.number(figures.p99)),
+            (name + "Errors", "\(figures.errors)"),
+        ]
+    }
+
+    static func freshDatabase(_ admin: DatabaseURL) async throws -> DatabaseURL {
+        let name = "caduceus_bench_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        try await Database.createPostgresDatabase(named: name, on: admin)
+        var url = admin
+        url.database = name
+        return url
+    }
+
+    /// Starts `replicas` servers on one database and drives writes at all of them at once; the figures are
+    /// summed (requests per second) or the worst (latency).
+    func writes(
+        replicas: Int, database: DatabaseURL?, scratch: String, wrk: String, script: String
+    ) async throws -> BenchAPI.Figures {
+        let servers = try ServeProcess.replicas(replicas, database: database, scratch: scratch)
+        defer { servers.forEach { $0.stop() } }
+        let first = servers[0]
+        let token = try await BenchAPI.adminSession(
+            url: first.url, caCertificate: first.data + "/tls/ca.pem",
+            bootstrapFile: first.data + "/bootstrap-admin.json")
+        let (connections, duration) = (self.connections, self.duration)
+        let results = try await withThrowingTaskGroup(of: BenchAPI.Figures.self) { group in
+            for url in servers.map(\.url) {
+                let prefix = "b" + UUID().uuidString.lowercased().prefix(12).filter { $0 != "-" }
+                group.addTask {
+                    try BenchAPI.drive(
+                        wrk, url: url, token: token, threads: 1, connections: connections, seconds: duration,
+                        script: script, scriptArguments: [prefix])
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let errors = results.map(\.errors).reduce(0, +)
+        guard errors * 100 <= max(1, results.map(\.requests).reduce(0, +)) else {
+            throw CLIError("\(errors) of the writes failed: the figures would not be of successful writes")
+        }
+        return BenchAPI.Figures(
+            requestsPerSecond: results.map(\.requestsPerSecond).reduce(0, +), p50: results.map(\.p50).max() ?? 0,
+            p99: results.map(\.p99).max() ?? 0, requests: results.map(\.requests).reduce(0, +),
+            errors: results.map(\.errors).reduce(0, +))
+    }
+
+    /// Two replicas; the leader is killed; seconds until the other holds the lease.
+    func failover(database: DatabaseURL, scratch: String) async throws -> Double {
+        let servers = try ServeProcess.replicas(2, database: database, scratch: scratch)
+        defer { servers.forEach { $0.stop() } }
+        let observer = try await Database.openPostgres(database)
+        do {
+            let seconds = try await takeover(servers, observer)
+            try await observer.close()
+            return seconds
+        } catch {
+            try? await observer.close()
+            throw error
+        }
+    }
+
+    private func takeover(_ servers: [ServeProcess], _ observer: Database) async throws -> Double {
+        let deadline = Date().addingTimeInterval(30)
+        var leader: LeaseRecord?
+        while Date() < deadline {
+            leader = try await observer.cluster.lease("leader")
+            if leader != nil { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        guard let leader else { throw CLIError("no replica took the lead") }
+        // The first replica started first and leads; it is the one killed.
+        servers[0].kill()
+        let killed = Date()
+        while Date().timeIntervalSince(killed) < 60 {
+            if let now = try await observer.cluster.lease("leader"), now.holder != leader.holder,
+                now.expiresAt.millisecondsSinceEpoch > SystemWallClock().now().millisecondsSinceEpoch
+            {
+                return Date().timeIntervalSince(killed)
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw CLIError("no replica took over within 60 s")
+    }
+}
+
+/// A `caduceus serve` child process of this executable.
+final class ServeProcess {
+    let process = Process()
+    let data: String
+    private(set) var url = ""
+    private let output = Pipe()
+
+    init(data: String, database: DatabaseURL?) throws {
+        self.data = data
+        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+        if !FileManager.default.isExecutableFile(atPath: process.executableURL?.path ?? "") {
+            process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        }
+        var arguments = ["serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--agent-listen", "off"]
+        var environment = ProcessInfo.processInfo.environment
+        if let database {
+            var bare = database
+            environment["PGPASSWORD"] = bare.password
+            bare.password = nil
+            arguments += ["--database", bare.redacted]
+        }
+        process.arguments = arguments
+        process.environment = environment
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(60)
+        var text = ""
+        while Date() < deadline && process.isRunning {
+            text += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Caduceus is listening on ") }) {
+                url = String(line.dropFirst("Caduceus is listening on ".count))
+                return
+            }
+        }
+        stop()
+        throw CLIError("a caduceus serve process did not start")
+    }
+
+    /// `count` replicas on one database; the second and later share the first one's keys and CA.
+    static func replicas(_ count: Int, database: DatabaseURL?, scratch: String) throws -> [ServeProcess] {
+        var servers: [ServeProcess] = []
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        do {
+            for index in 0..<count {
+                let data = scratch + "/replica\(index)"
+                if index > 0 {
+                    try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+                    for folder in ["keys", "tls"] {
+                        try FileManager.default.copyItem(
+                            atPath: servers[0].data + "/" + folder, toPath: data + "/" + folder)
+                    }
+                }
+                servers.append(try ServeProcess(data: data, database: database))
+            }
+        } catch {
+            servers.forEach { $0.stop() }
+            throw error
+        }
+        return servers
+    }
+
+    func kill() {
+        guard process.isRunning else { return }
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
