@@ -73,7 +73,7 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
     }
 
     public var replicas: [Replica]
-    /// The replica holding the leader lease (the scheduler, reconciliation and tiering run there).
+    /// The replica holding the leader lease.
     public var leader: String?
     /// The leader lease's fencing token: it grows each time the lease changes hands.
     public var leaderToken: Int?

@@ -36,7 +36,7 @@ public final class SlurmRunner: JobRunner {
 
         public init(
             endpoint: SlurmEndpoint, partitions: [String: String], spool: String,
-            pollInterval: Duration = .seconds(1), missingPollsBeforeLost: Int = 3,
+            pollInterval: Duration = .milliseconds(250), missingPollsBeforeLost: Int = 12,
             gpuProgram: String = "caduceus-gpu", gpuOptions: [String] = []
         ) {
             self.gpuProgram = gpuProgram
@@ -137,7 +137,7 @@ public final class SlurmRunner: JobRunner {
             while let self {
                 try? await Task.sleep(for: self.settings.pollInterval)
                 tick += 1
-                if tick % 5 == 0 { await self.refresh() }
+                if tick % 20 == 0 { await self.refresh() }
                 await self.poll()
             }
         }

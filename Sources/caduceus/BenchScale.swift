@@ -30,6 +30,18 @@ struct BenchScale: AsyncParsableCommand {
     @Option(help: "Failover rounds.")
     var rounds: Int = 5
 
+    @Option(help: "slurmrestd's unix socket, to measure jobs through Caduceus into Slurm beside plain sbatch.")
+    var slurmSocket: String?
+
+    @Option(help: "The Slurm node (8 gpu:h200 GRES) the Slurm jobs run on.")
+    var slurmNode: String?
+
+    @Option(help: "The Slurm partition holding only that node.")
+    var slurmPartition: String = "debug"
+
+    @Option(help: "Jobs for the Slurm measurement.")
+    var slurmJobs: Int = 100
+
     func run() async throws {
         guard let wrk = BenchAPI.which("wrk") else { throw CLIError("wrk is not installed: apt-get install -y wrk") }
         let scratch = FileManager.default.temporaryDirectory.path + "/caduceus-bench-scale-\(getpid())"
@@ -39,6 +51,13 @@ struct BenchScale: AsyncParsableCommand {
         try Self.lua.write(toFile: script, atomically: true, encoding: .utf8)
 
         var fields: [(String, String)] = [("connections", "\(connections)"), ("durationSeconds", "\(duration)")]
+        if let slurmSocket {
+            fields += try await slurm(
+                socket: slurmSocket, node: slurmNode ?? ServeCommand.nodeName(), partition: slurmPartition,
+                count: slurmJobs, scratch: scratch + "/slurm")
+        } else {
+            fields.append(("slurm", "\"skipped: no --slurm-socket\""))
+        }
         let sqlite = try await writes(
             replicas: 1, database: nil, scratch: scratch + "/sqlite", wrk: wrk, script: script)
         fields += Self.fields("sqliteOneReplica", sqlite)
@@ -185,14 +204,16 @@ final class ServeProcess {
     private(set) var url = ""
     private let output = Pipe()
 
-    init(data: String, database: DatabaseURL?) throws {
+    init(data: String, database: DatabaseURL?, environment extra: [String: String] = [:]) throws {
         self.data = data
+        try FileManager.default.createDirectory(
+            atPath: (data as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
         if !FileManager.default.isExecutableFile(atPath: process.executableURL?.path ?? "") {
             process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         }
         var arguments = ["serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--agent-listen", "off"]
-        var environment = ProcessInfo.processInfo.environment
+        var environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
         if let database {
             var bare = database
             environment["PGPASSWORD"] = bare.password
@@ -220,7 +241,6 @@ final class ServeProcess {
     /// `count` replicas on one database; the second and later share the first one's keys and CA.
     static func replicas(_ count: Int, database: DatabaseURL?, scratch: String) throws -> [ServeProcess] {
         var servers: [ServeProcess] = []
-        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         do {
             for index in 0..<count {
                 let data = scratch + "/replica\(index)"

@@ -1,0 +1,123 @@
+import AsyncHTTPClient
+import CaduceusCore
+import ControlPlane
+import Foundation
+import Identity
+import NIOHTTP1
+import Scheduling
+import SlurmExecutor
+
+/// The Slurm half of `bench scale`: jobs submitted through Caduceus into Slurm, beside plain `sbatch`.
+extension BenchScale {
+    /// Submits `count` one-GPU jobs through Caduceus (a service account, as fast as the API takes them) and
+    /// times both their acceptance and their arrival in Slurm; then `count` plain `sbatch --wrap true`.
+    func slurm(
+        socket: String, node: String, partition: String, count: Int, scratch: String
+    ) async throws
+        -> [(String, String)]
+    {
+        guard let sbatch = BenchAPI.which("sbatch") else { throw CLIError("sbatch is not installed") }
+        let server = try ServeProcess(
+            data: scratch + "/data", database: nil,
+            environment: [
+                "CADUCEUS_SLURM_URL": "unix:\(socket)", "CADUCEUS_SLURM_PARTITIONS": "bench=\(partition)",
+                "CADUCEUS_SLURM_SPOOL": scratch + "/spool",
+            ])
+        defer { server.stop() }
+        let (client, project) = try await Self.slurmTenant(server, node: node)
+        let request = SubmitJobRequest(
+            project: project, jobClass: .batch, gpusPerNode: 1, command: "/bin/true", maxRuntimeSeconds: 600)
+        let started = Date()
+        let submitted = try await withThrowingTaskGroup(of: [JobID].self) { group in
+            for worker in 0..<8 {
+                group.addTask {
+                    var ids: [JobID] = []
+                    for _ in stride(from: worker, to: count, by: 8) {
+                        ids.append(try await client.post("/v1/jobs", request, as: JobView.self).id)
+                    }
+                    return ids
+                }
+            }
+            return try await group.reduce(into: Set<String>()) { all, ids in
+                all.formUnion(ids.map { "caduceus-\($0.rawValue)-0" })
+            }
+        }
+        let accepted = Date().timeIntervalSince(started)
+        let arrived = try await Self.waitForSlurm(socket: socket, names: submitted, since: started)
+        let intoSlurm = Date().timeIntervalSince(started)
+        await client.shutdown()
+        guard arrived >= count else { throw CLIError("only \(arrived) of \(count) jobs reached Slurm in 600 s") }
+
+        let reference = Date()
+        for _ in 0..<count {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: sbatch)
+            process.arguments = ["--parsable", "--partition", partition, "--wrap", "true"]
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else { throw CLIError("sbatch failed") }
+        }
+        let sbatchSeconds = Date().timeIntervalSince(reference)
+        let sbatchRate = Double(count) / sbatchSeconds
+        return [
+            ("slurmJobs", "\(count)"),
+            ("caduceusAcceptedPerSecond", BenchAPI.number(Double(count) / accepted)),
+            ("caduceusIntoSlurmPerSecond", BenchAPI.number(Double(count) / intoSlurm)),
+            ("referenceSbatchPerSecond", BenchAPI.number(sbatchRate)),
+            ("caduceusIntoSlurmOverSbatch", BenchAPI.number(Double(count) / intoSlurm / sbatchRate)),
+        ]
+    }
+
+    /// Polls slurmrestd until every job named in `names` is in Slurm (or 600 s pass); returns how many are.
+    static func waitForSlurm(socket: String, names: Set<String>, since started: Date) async throws -> Int {
+        let endpoint = try SlurmEndpoint("unix:\(socket)")
+        let http = try SlurmClient.makeHTTPClient(for: endpoint)
+        let slurm = SlurmClient(endpoint: endpoint, http: http)
+        var arrived = 0
+        do {
+            while arrived < names.count && Date().timeIntervalSince(started) < 600 {
+                arrived = try await slurm.jobs().filter { names.contains($0.name ?? "") }.count
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+        return arrived
+    }
+
+    /// A tenant `bench` with a project, a service account and the Slurm node (8 H200s) as its node.
+    static func slurmTenant(_ server: ServeProcess, node name: String) async throws -> (APIClient, ProjectID) {
+        let ca = server.data + "/tls/ca.pem"
+        let token = try await BenchAPI.adminSession(
+            url: server.url, caCertificate: ca, bootstrapFile: server.data + "/bootstrap-admin.json")
+        let admin = try APIClient(server: server.url, token: token, caCertificate: ca)
+        let tenant = try await admin.post("/v1/tenants", CreateTenantRequest(name: "bench"), as: TenantView.self)
+        let project = try await admin.post(
+            "/v1/projects", CreateProjectRequest(tenant: tenant.id, name: "bench"), as: ProjectView.self)
+        let service = try await admin.post(
+            "/v1/users", CreateUserRequest(name: "bench-service", kind: .service), as: CreateUserResponse.self)
+        let scope = Scope.project(tenant.id, project.id)
+        _ = try await admin.send(
+            .POST, "/v1/role-bindings", body: GrantRoleRequest(user: service.user.id, role: .service, scope: scope))
+        let issued = try await admin.post(
+            "/v1/tokens", CreateTokenRequest(user: service.user.id, name: "bench", scope: scope),
+            as: CreateTokenResponse.self)
+        let region = try await admin.post(
+            "/v1/regions", CreateRegionRequest(name: "bench", residency: Residency(rawValue: "US")!),
+            as: RegionView.self)
+        let site = try await admin.post(
+            "/v1/sites", CreateSiteRequest(name: "bench", region: region.id), as: SiteView.self)
+        let fabric = try await admin.post(
+            "/v1/fabrics", CreateFabricRequest(name: "bench", site: site.id), as: FabricView.self)
+        let gpus = (0..<8).map { GPUDevice(index: $0, model: "H200", memoryMiB: 143_771, uuid: "GPU-bench-\($0)") }
+        let node = try await admin.post(
+            "/v1/nodes", CreateNodeRequest(name: name, fabric: fabric.id, gpus: gpus), as: NodeView.self)
+        _ = try await admin.send(.POST, "/v1/nodes/\(node.id)/assign", body: AssignNodeRequest(tenant: tenant.id))
+        _ = try await admin.send(.POST, "/v1/nodes/\(node.id)/activate", body: Optional<String>.none)
+        await admin.shutdown()
+        return (try APIClient(server: server.url, token: issued.token, caCertificate: ca), project.id)
+    }
+}
