@@ -7,6 +7,7 @@
 #                                SLURM_CONF, CADUCEUS_TEST_SLURM_SOCKET, CADUCEUS_TEST_SLURM_NODE,
 #                                CADUCEUS_TEST_SLURM_DIR
 #   scripts/slurm.sh stop DIR    stops everything and removes DIR
+#   scripts/slurm.sh stop-rest DIR / start-rest DIR   stops or starts slurmrestd alone
 # Needs root (slurmd runs jobs as their users) and Debian's slurm-wlm, slurmrestd and munge.
 set -euo pipefail
 
@@ -15,7 +16,8 @@ dir=${2:?usage: slurm.sh start|stop DIR}
 host=$(hostname -s)
 
 stop_all() {
-    for name in slurmrestd slurmd slurmctld munged; do
+    kill -9 "$(cat "$dir/slurmrestd.pid" 2>/dev/null)" 2>/dev/null || true
+    for name in slurmd slurmctld munged; do
         if [ -f "$dir/$name.pid" ]; then kill "$(cat "$dir/$name.pid")" 2>/dev/null || true; fi
     done
     sleep 1
@@ -24,7 +26,27 @@ stop_all() {
     done
 }
 
+start_rest() {
+    SLURMRESTD_SECURITY=disable_user_check setsid /usr/sbin/slurmrestd -f "$dir/slurm.conf" -a rest_auth/local \
+        -s openapi/v0.0.38 "unix:$dir/rest.sock" >>"$dir/log/rest.log" 2>&1 < /dev/null &
+    echo $! > "$dir/slurmrestd.pid"
+    for _ in $(seq 1 60); do [ -S "$dir/rest.sock" ] && return 0; sleep 0.2; done
+    echo "slurm.sh: slurmrestd did not start" >&2
+    cat "$dir/log/rest.log" >&2
+    return 1
+}
+
 case "$action" in
+stop-rest)
+    # slurmrestd alone goes away (the tests of a Caduceus that loses it); start-rest brings it back.
+    # slurmrestd lingers on SIGTERM while clients hold connections: SIGKILL, as a crash would.
+    kill -9 "$(cat "$dir/slurmrestd.pid")" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$(cat "$dir/slurmrestd.pid")" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$dir/rest.sock"
+    ;;
+start-rest)
+    start_rest
+    ;;
 start)
     mkdir -p "$dir"/{state,spool,log,munge}
     chmod 0755 "$dir"
@@ -91,11 +113,7 @@ CONF
         sinfo >&2
         exit 1
     }
-    SLURMRESTD_SECURITY=disable_user_check setsid /usr/sbin/slurmrestd -f "$SLURM_CONF" -a rest_auth/local \
-        -s openapi/v0.0.38 "unix:$dir/rest.sock" >"$dir/log/rest.log" 2>&1 < /dev/null &
-    echo $! > "$dir/slurmrestd.pid"
-    for _ in $(seq 1 60); do [ -S "$dir/rest.sock" ] && break; sleep 0.2; done
-    [ -S "$dir/rest.sock" ] || { echo "slurm.sh: slurmrestd did not start" >&2; cat "$dir/log/rest.log" >&2; exit 1; }
+    start_rest
     echo "export SLURM_CONF='$dir/slurm.conf'"
     echo "export CADUCEUS_TEST_SLURM_SOCKET='$dir/rest.sock'"
     echo "export CADUCEUS_TEST_SLURM_NODE='$host'"
@@ -106,7 +124,7 @@ stop)
     rm -rf "$dir"
     ;;
 *)
-    echo "usage: slurm.sh start|stop DIR" >&2
+    echo "usage: slurm.sh start|stop|stop-rest|start-rest DIR" >&2
     exit 2
     ;;
 esac

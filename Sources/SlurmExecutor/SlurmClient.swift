@@ -29,6 +29,9 @@ public struct SlurmClient: Sendable {
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
         configuration.timeout = .init(
             connect: .seconds(Int64(endpoint.timeoutSeconds)), read: .seconds(Int64(endpoint.timeoutSeconds)))
+        // A slurmrestd that is down fails each request at once, so that the runner says so and tries again on
+        // its own schedule; retrying inside the client left requests waiting on a socket that was gone.
+        configuration.connectionPool.retryConnectionEstablishment = false
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 

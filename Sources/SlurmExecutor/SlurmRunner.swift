@@ -82,6 +82,8 @@ public final class SlurmRunner: JobRunner {
         var slurmID: Int?
         var stop: JobStopReason?
         var missingPolls = 0
+        /// Started, but slurmrestd could not be reached to submit it: sent again from the poll loop.
+        var awaitingSlurm = false
     }
 
     struct State {
@@ -238,19 +240,39 @@ public final class SlurmRunner: JobRunner {
             _ = state.withLock { $0.launches.removeValue(forKey: key) }
             return
         }
+        await send(key, to: node)
+    }
+
+    /// Hands a started launch to Slurm. When slurmrestd cannot be reached the launch waits and is sent again
+    /// from the poll loop; before sending again, a job of the same name already in Slurm (a submission whose
+    /// answer was lost) is taken as this launch's, so that nothing runs twice.
+    private func send(_ key: LaunchKey, to node: FleetNode) async {
+        guard let launch = state.withLock({ $0.launches[key]?.launch }) else { return }
         guard state.withLock({ $0.launches[key]?.stop == nil }) else {
             await end(key, succeeded: false, "stopped before Slurm was asked to run it")
             return
         }
+        let name = Self.jobNamePrefix(key.job) + String(key.attempt)
         do {
-            let submission = try makeSubmission(launch, node: node)
-            let id = try await client.submit(submission)
+            let resent = state.withLock { $0.launches[key]?.awaitingSlurm == true }
+            let earlier = resent ? try await client.jobs().first { $0.name == name }?.job_id : nil
+            let id: Int
+            if let earlier {
+                id = earlier
+            } else {
+                id = try await client.submit(try makeSubmission(launch, node: node))
+            }
             let stopped = state.withLock { state -> Bool in
                 state.launches[key]?.slurmID = id
+                state.launches[key]?.awaitingSlurm = false
                 return state.launches[key]?.stop != nil
             }
             logger.info("submitted to Slurm", metadata: ["job": "\(key)", "slurm": "\(id)", "node": "\(node.name)"])
             if stopped { try await client.cancel(id) }
+        } catch let error as CaduceusError where error.code == "slurm.unavailable" {
+            state.withLock { $0.launches[key]?.awaitingSlurm = true }
+            logger.warning(
+                "slurmrestd is unavailable; the job waits", metadata: ["job": "\(key)", "error": "\(error)"])
         } catch {
             await end(key, succeeded: false, "did not start: Slurm refused it: \(error)")
         }
@@ -302,6 +324,12 @@ public final class SlurmRunner: JobRunner {
     }
 
     private func poll() async {
+        let waiting = state.withLock { state in
+            state.launches.filter { $0.value.awaitingSlurm }.compactMap { key, tracked in
+                state.served[tracked.launch.node].map { (key, $0) }
+            }
+        }
+        for (key, node) in waiting { await send(key, to: node) }
         let submitted = state.withLock { $0.launches.compactMap { key, tracked in tracked.slurmID.map { (key, $0) } } }
         if !submitted.isEmpty {
             do {

@@ -65,12 +65,9 @@ struct SlurmEndToEndTests {
             ])
     }
 
-    @Test("jobs run in Slurm on the chosen node with gpu GRES; fail with Slurm's words; cancel; preemption; scrubs")
-    func jobsRunInSlurm() throws {
-        let scratch = try Scratch()
-        defer { scratch.remove() }
-        var server = try server(scratch, partitions: "st-marys=debug")
-        var session = CLISession(scratch: scratch, server: server)
+    /// A tenant with its researcher and the Slurm node (8 H200s) as its node; returns the IDs and the
+    /// `node create` words for more nodes.
+    func slurmTenant(_ session: CLISession) throws -> (String, String, String, [String]) {
         let (tenant, project) = try session.tenantWithResearcherAndAdmin()
         let region = try session.id(["region", "create", "--residency", "US", "us-east"], as: "admin")
         let site = try session.id(["site", "create", "--region", region, "dc1"], as: "admin")
@@ -80,6 +77,89 @@ struct SlurmEndToEndTests {
         let node = try session.id(create + [slurmNode] + uuids, as: "admin")
         _ = try session.json(["node", "assign", node, "--tenant", tenant], as: "admin")
         #expect(try session.json(["node", "activate", node], as: "admin")["state"] as? String == "available")
+        return (tenant, project, node, create)
+    }
+
+    /// GET /readyz: (status, body).
+    func readiness(_ server: TestServer) throws -> (Int, String) {
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        curl.arguments = [
+            "curl", "-s", "-m", "10", "--cacert", server.data + "/tls/ca.pem", "-w", "\n%{http_code}",
+            server.url + "/readyz",
+        ]
+        let out = Pipe()
+        curl.standardOutput = out
+        try curl.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        curl.waitUntilExit()
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+    }
+
+    /// Runs `scripts/slurm.sh ACTION` on the test cluster.
+    func slurmScript(_ action: String) throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/slurm.sh").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: script)
+        process.arguments = [action, slurmDirectory]
+        try process.run()
+        guard action == "start-rest" else {
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "slurm.sh \(action)")
+            return
+        }
+        // slurmrestd, started in the background, keeps the script's exit from being seen: wait for its socket.
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline && !FileManager.default.fileExists(atPath: socket) { usleep(100_000) }
+        #expect(FileManager.default.fileExists(atPath: socket), "slurmrestd is back")
+    }
+
+    @Test("slurmrestd gone: /readyz says so, running and new jobs wait; back: they run, none twice")
+    func slurmrestdOutage() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let server = try server(scratch, partitions: "st-marys=debug")
+        defer { server.stop() }
+        let session = CLISession(scratch: scratch, server: server)
+        let (_, project, _, _) = try slurmTenant(session)
+        let submit = ["job", "submit", "--project", project, "--class", "batch", "--gpus-per-node", "1", "--"]
+        let running = try session.id(submit + ["/bin/sh", "-c", "sleep 6; echo first"], as: "rita")
+        _ = try wait(for: running, in: ["running"], session)
+        try slurmScript("stop-rest")
+        var ready = try readiness(server)
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline && ready.0 == 200 {
+            usleep(250_000)
+            ready = try readiness(server)
+        }
+        #expect(
+            ready.0 == 503 && ready.1.contains("\"slurm\":\"unavailable\""),
+            "\(ready) \(server.logText.suffix(4000))")
+        // A job submitted now is taken and waits; the running one is not given up.
+        let waiting = try session.id(submit + ["/bin/sh", "-c", "echo second"], as: "rita")
+        sleep(2)
+        #expect(try session.json(["job", "show", running], as: "rita")["state"] as? String == "running")
+        #expect(try session.json(["job", "show", waiting], as: "rita")["state"] as? String != "failed")
+        try slurmScript("start-rest")
+        for job in [running, waiting] {
+            let done = try wait(for: job, in: ["succeeded", "failed"], session, seconds: 40)
+            #expect(done["state"] as? String == "succeeded", "\(done) \(server.logText.suffix(3000))")
+            #expect(try slurmJobs(named: "caduceus-\(job)-").count == 1, "submitted to Slurm exactly once")
+        }
+        let back = Date().addingTimeInterval(15)
+        while Date() < back, try readiness(server).0 != 200 { usleep(250_000) }
+        #expect(try readiness(server).0 == 200)
+    }
+
+    @Test("jobs run in Slurm on the chosen node with gpu GRES; fail with Slurm's words; cancel; preemption; scrubs")
+    func jobsRunInSlurm() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        var server = try server(scratch, partitions: "st-marys=debug")
+        var session = CLISession(scratch: scratch, server: server)
+        let (_, project, node, create) = try slurmTenant(session)
 
         // A batch job runs in Slurm: on the chosen node, with two H200s as GRES; its output comes back.
         let submit = ["job", "submit", "--project", project]
