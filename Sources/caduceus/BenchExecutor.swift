@@ -133,27 +133,16 @@ struct BenchExecutor: AsyncParsableCommand {
     /// Logs in as the bootstrap administrator, creates a tenant, a project and a service account with a
     /// token, and gives the local node to the tenant; returns a client acting as the service account.
     static func serviceAccount(_ info: CaduceusServer.Started) async throws -> (APIClient, ProjectID) {
-        let token = try await BenchAPI.adminSession(
+        let bench = try await BenchTenant.make(
             url: info.url, caCertificate: info.caCertificatePath, bootstrapFile: info.bootstrapFile)
-        let admin = try APIClient(server: info.url, token: token, caCertificate: info.caCertificatePath)
-        defer { Task { await admin.shutdown() } }
-        let tenant = try await admin.post("/v1/tenants", CreateTenantRequest(name: "bench"), as: TenantView.self)
-        let project = try await admin.post(
-            "/v1/projects", CreateProjectRequest(tenant: tenant.id, name: "bench"), as: ProjectView.self)
-        let service = try await admin.post(
-            "/v1/users", CreateUserRequest(name: "bench-service", kind: .service), as: CreateUserResponse.self)
-        let scope = Scope.project(tenant.id, project.id)
-        _ = try await admin.send(
-            .POST, "/v1/role-bindings", body: GrantRoleRequest(user: service.user.id, role: .service, scope: scope))
-        let issued = try await admin.post(
-            "/v1/tokens", CreateTokenRequest(user: service.user.id, name: "bench", scope: scope),
-            as: CreateTokenResponse.self)
-        let nodes = try await admin.get("/v1/nodes", as: ListResponse<NodeView>.self)
-        guard let node = nodes.items.first else { throw CLIError("the server registered no local node") }
-        _ = try await admin.send(.POST, "/v1/nodes/\(node.id)/assign", body: AssignNodeRequest(tenant: tenant.id))
-        _ = try await admin.send(.POST, "/v1/nodes/\(node.id)/activate", body: Optional<String>.none)
-        let client = try APIClient(server: info.url, token: issued.token, caCertificate: info.caCertificatePath)
-        return (client, project.id)
+        let nodes = try await bench.admin.get("/v1/nodes", as: ListResponse<NodeView>.self)
+        guard let node = nodes.items.first else {
+            await bench.admin.shutdown()
+            throw CLIError("the server registered no local node")
+        }
+        try await bench.give(node.id)
+        await bench.admin.shutdown()
+        return (bench.client, bench.project)
     }
 
     static func nanoseconds() -> Int64 {

@@ -90,10 +90,39 @@ extension BenchScale {
 
     /// A tenant `bench` with a project, a service account and the Slurm node (8 H200s) as its node.
     static func slurmTenant(_ server: ServeProcess, node name: String) async throws -> (APIClient, ProjectID) {
-        let ca = server.data + "/tls/ca.pem"
+        let bench = try await BenchTenant.make(
+            url: server.url, caCertificate: server.data + "/tls/ca.pem",
+            bootstrapFile: server.data + "/bootstrap-admin.json")
+        let admin = bench.admin
+        let region = try await admin.post(
+            "/v1/regions", CreateRegionRequest(name: "bench", residency: Residency(rawValue: "US")!),
+            as: RegionView.self)
+        let site = try await admin.post(
+            "/v1/sites", CreateSiteRequest(name: "bench", region: region.id), as: SiteView.self)
+        let fabric = try await admin.post(
+            "/v1/fabrics", CreateFabricRequest(name: "bench", site: site.id), as: FabricView.self)
+        let gpus = (0..<8).map { GPUDevice(index: $0, model: "H200", memoryMiB: 143_771, uuid: "GPU-bench-\($0)") }
+        let node = try await admin.post(
+            "/v1/nodes", CreateNodeRequest(name: name, fabric: fabric.id, gpus: gpus), as: NodeView.self)
+        try await bench.give(node.id)
+        await admin.shutdown()
+        return (bench.client, bench.project)
+    }
+}
+
+/// What the job benchmarks run as: a tenant `bench`, its project, and a service account with a token.
+struct BenchTenant {
+    /// The bootstrap administrator's client (the caller shuts it down).
+    let admin: APIClient
+    let tenant: TenantID
+    let project: ProjectID
+    /// The service account's client.
+    let client: APIClient
+
+    static func make(url: String, caCertificate: String, bootstrapFile: String?) async throws -> BenchTenant {
         let token = try await BenchAPI.adminSession(
-            url: server.url, caCertificate: ca, bootstrapFile: server.data + "/bootstrap-admin.json")
-        let admin = try APIClient(server: server.url, token: token, caCertificate: ca)
+            url: url, caCertificate: caCertificate, bootstrapFile: bootstrapFile)
+        let admin = try APIClient(server: url, token: token, caCertificate: caCertificate)
         let tenant = try await admin.post("/v1/tenants", CreateTenantRequest(name: "bench"), as: TenantView.self)
         let project = try await admin.post(
             "/v1/projects", CreateProjectRequest(tenant: tenant.id, name: "bench"), as: ProjectView.self)
@@ -105,19 +134,14 @@ extension BenchScale {
         let issued = try await admin.post(
             "/v1/tokens", CreateTokenRequest(user: service.user.id, name: "bench", scope: scope),
             as: CreateTokenResponse.self)
-        let region = try await admin.post(
-            "/v1/regions", CreateRegionRequest(name: "bench", residency: Residency(rawValue: "US")!),
-            as: RegionView.self)
-        let site = try await admin.post(
-            "/v1/sites", CreateSiteRequest(name: "bench", region: region.id), as: SiteView.self)
-        let fabric = try await admin.post(
-            "/v1/fabrics", CreateFabricRequest(name: "bench", site: site.id), as: FabricView.self)
-        let gpus = (0..<8).map { GPUDevice(index: $0, model: "H200", memoryMiB: 143_771, uuid: "GPU-bench-\($0)") }
-        let node = try await admin.post(
-            "/v1/nodes", CreateNodeRequest(name: name, fabric: fabric.id, gpus: gpus), as: NodeView.self)
-        _ = try await admin.send(.POST, "/v1/nodes/\(node.id)/assign", body: AssignNodeRequest(tenant: tenant.id))
-        _ = try await admin.send(.POST, "/v1/nodes/\(node.id)/activate", body: Optional<String>.none)
-        await admin.shutdown()
-        return (try APIClient(server: server.url, token: issued.token, caCertificate: ca), project.id)
+        return BenchTenant(
+            admin: admin, tenant: tenant.id, project: project.id,
+            client: try APIClient(server: url, token: issued.token, caCertificate: caCertificate))
+    }
+
+    /// Gives `node` to the tenant and puts it into service.
+    func give(_ node: NodeID) async throws {
+        _ = try await admin.send(.POST, "/v1/nodes/\(node)/assign", body: AssignNodeRequest(tenant: tenant))
+        _ = try await admin.send(.POST, "/v1/nodes/\(node)/activate", body: Optional<String>.none)
     }
 }

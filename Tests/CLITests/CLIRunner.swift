@@ -155,6 +155,22 @@ final class TestServer {
         throw CaduceusError(code: "test", message: "the server printed no agent port")
     }
 
+    /// GET `path` on the server with curl, trusting its CA: (status, body).
+    func get(_ path: String) throws -> (Int, String) {
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        curl.arguments = [
+            "curl", "-s", "-m", "10", "--cacert", data + "/tls/ca.pem", "-w", "\n%{http_code}", url + path,
+        ]
+        let out = Pipe()
+        curl.standardOutput = out
+        try curl.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        curl.waitUntilExit()
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+    }
+
     /// What the server has logged so far (JSON lines).
     var logText: String { String(decoding: errors.snapshot, as: UTF8.self) }
 

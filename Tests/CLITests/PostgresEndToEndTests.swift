@@ -7,23 +7,6 @@ import Testing
 /// losing the database makes the server unready and refuse writes with 503, and it recovers on its own.
 @Suite(.enabled(if: TestDatabase.engines.contains(.postgres)))
 struct PostgresEndToEndTests {
-    /// GET `path` on the server with curl: (status, body).
-    func get(_ server: TestServer, _ path: String) throws -> (Int, String) {
-        let curl = Process()
-        curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        curl.arguments = [
-            "curl", "-s", "-m", "10", "--cacert", server.data + "/tls/ca.pem", "-w", "\n%{http_code}",
-            server.url + path,
-        ]
-        let out = Pipe()
-        curl.standardOutput = out
-        try curl.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        curl.waitUntilExit()
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
-    }
-
     @Test("serve --database postgres://…: log-in, tenancy and a job; restart keeps them; a lost database is 503")
     func serveOnPostgres() async throws {
         var url = try await TestDatabase.createPostgresDatabase()
@@ -51,7 +34,7 @@ struct PostgresEndToEndTests {
             usleep(200_000)
         }
         #expect(state == "succeeded")
-        #expect(try get(server, "/readyz").0 == 200)
+        #expect(try server.get("/readyz").0 == 200)
         #expect(!server.logText.contains(password) && !server.startupText.contains(password))
 
         // The rows are in PostgreSQL, not in a SQLite file beside them.
@@ -64,12 +47,12 @@ struct PostgresEndToEndTests {
         // The database refuses connections: the server says it is not ready and acknowledges no write.
         let admin = try await Database.openPostgres(try TestDatabase.serverURL())
         try await admin.setConnectionsAllowed(false, database: url.database)
-        let (status, body) = try get(server, "/readyz")
+        let (status, body) = try server.get("/readyz")
         #expect(status == 503 && body.contains("unavailable"), "\(body)")
         let refused = try session.run(["tenant", "create", "refused-while-down"], as: "admin")
         #expect(refused.status != 0)
         try await admin.setConnectionsAllowed(true, database: url.database)
-        #expect(try get(server, "/readyz").0 == 200)
+        #expect(try server.get("/readyz").0 == 200)
         let list = try session.json(["tenant", "list"], as: "admin")
         let names = (list["items"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
         #expect(names.contains("st-marys") && !names.contains("refused-while-down"))

@@ -80,23 +80,6 @@ struct SlurmEndToEndTests {
         return (tenant, project, node, create)
     }
 
-    /// GET /readyz: (status, body).
-    func readiness(_ server: TestServer) throws -> (Int, String) {
-        let curl = Process()
-        curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        curl.arguments = [
-            "curl", "-s", "-m", "10", "--cacert", server.data + "/tls/ca.pem", "-w", "\n%{http_code}",
-            server.url + "/readyz",
-        ]
-        let out = Pipe()
-        curl.standardOutput = out
-        try curl.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        curl.waitUntilExit()
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
-    }
-
     /// Runs `scripts/slurm.sh ACTION` on the test cluster.
     func slurmScript(_ action: String) throws {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -128,11 +111,11 @@ struct SlurmEndToEndTests {
         let running = try session.id(submit + ["/bin/sh", "-c", "sleep 6; echo first"], as: "rita")
         _ = try wait(for: running, in: ["running"], session)
         try slurmScript("stop-rest")
-        var ready = try readiness(server)
+        var ready = try server.get("/readyz")
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline && ready.0 == 200 {
             usleep(250_000)
-            ready = try readiness(server)
+            ready = try server.get("/readyz")
         }
         #expect(
             ready.0 == 503 && ready.1.contains("\"slurm\":\"unavailable\""),
@@ -149,8 +132,8 @@ struct SlurmEndToEndTests {
             #expect(try slurmJobs(named: "caduceus-\(job)-").count == 1, "submitted to Slurm exactly once")
         }
         let back = Date().addingTimeInterval(15)
-        while Date() < back, try readiness(server).0 != 200 { usleep(250_000) }
-        #expect(try readiness(server).0 == 200)
+        while Date() < back, try server.get("/readyz").0 != 200 { usleep(250_000) }
+        #expect(try server.get("/readyz").0 == 200)
     }
 
     @Test("jobs run in Slurm on the chosen node with gpu GRES; fail with Slurm's words; cancel; preemption; scrubs")
