@@ -52,7 +52,7 @@ extension BenchScale {
         for _ in 0..<count {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: sbatch)
-            process.arguments = ["--parsable", "--partition", partition, "--wrap", "true"]
+            process.arguments = ["--parsable", "--partition", partition, "--output", "/dev/null", "--wrap", "true"]
             process.standardOutput = FileHandle.nullDevice
             try process.run()
             process.waitUntilExit()
