@@ -141,10 +141,6 @@ public final class Database: Sendable {
         }
     }
 
-    /// Whether this process's connections to the database are encrypted (always false for SQLite, which has
-    /// no connection).
-    public func connectionIsEncrypted() async throws -> Bool { try await status().encrypted }
-
     /// Lets connections to the PostgreSQL database `database` in or, with false, refuses new ones and ends
     /// those open, as a database outage would.
     @_spi(Testing) public func setConnectionsAllowed(_ allowed: Bool, database: String) async throws {

@@ -98,7 +98,7 @@ struct EngineTests {
         url.sslRootCertificate = ca
         let database = try await Database.openPostgres(url)
         try await database.ping()
-        #expect(try await database.connectionIsEncrypted())
+        #expect(try await database.status().encrypted)
         try await database.close()
 
         url.sslRootCertificate = nil
