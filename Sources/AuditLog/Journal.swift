@@ -9,18 +9,27 @@ import Musl
 import Darwin
 #endif
 
-/// One committed batch as recorded in the journal.
-struct JournalRecord: Equatable {
+/// One committed batch as recorded in the journal (and in a shared journal, in distributed mode).
+public struct JournalRecord: Equatable, Sendable {
     /// Index of the batch's first entry.
-    var firstIndex: UInt64
+    public var firstIndex: UInt64
     /// The batch's entries, in order.
-    var entries: [[UInt8]]
+    public var entries: [[UInt8]]
     /// The checkpoint signed over the tree that ends with this batch.
-    var checkpointNote: [UInt8]
+    public var checkpointNote: [UInt8]
+
+    public init(firstIndex: UInt64, entries: [[UInt8]], checkpointNote: [UInt8]) {
+        self.firstIndex = firstIndex
+        self.entries = entries
+        self.checkpointNote = checkpointNote
+    }
+
+    /// The index just past the batch's last entry.
+    public var endIndex: UInt64 { firstIndex + UInt64(entries.count) }
 
     /// `magic ‖ body length ‖ body ‖ SHA-256(magic ‖ length ‖ body)`; the body is
     /// `first index (u64) ‖ count (u32) ‖ (u16 length ‖ entry)* ‖ u16 note length ‖ note`.
-    func encoded() -> [UInt8] {
+    public func encoded() -> [UInt8] {
         var body: [UInt8] = []
         body.reserveCapacity(entries.reduce(16 + checkpointNote.count) { $0 + $1.count + 2 })
         body.appendBigEndian(firstIndex)
@@ -33,6 +42,12 @@ struct JournalRecord: Equatable {
         record.appendBigEndian(UInt32(body.count))
         record += body
         record += SHA256.hash(data: record)
+        return record
+    }
+
+    /// Decodes `bytes`, which must be exactly one whole, intact record; nil otherwise.
+    public static func decode(_ bytes: [UInt8]) -> JournalRecord? {
+        guard let (record, length) = decode(bytes, at: 0), length == bytes.count else { return nil }
         return record
     }
 

@@ -33,27 +33,14 @@ enum LogRecovery {
         var last = materialized
         var replayed = 0
         for record in try Journal.recover(directory: journalDirectory) {
-            let end = record.firstIndex + UInt64(record.entries.count)
-            if end <= frontier.size { continue }
+            if record.endIndex <= frontier.size { continue }
             guard record.firstIndex == frontier.size else {
                 throw CaduceusError(
                     code: "audit.recovery",
                     message: "the journal in \(journalDirectory) starts at entry \(record.firstIndex), "
                         + "but the log's tiles end at \(frontier.size)")
             }
-            for entry in record.entries {
-                frontier.append(TreeHash.leaf(entry)) { height, index, hash in
-                    tiles.addNode(height: height, index: index, hash: hash)
-                }
-                tiles.addEntry(entry)
-            }
-            let checkpoint = try Checkpoint.open(record.checkpointNote, key: key, origin: signer.name)
-            guard checkpoint.size == frontier.size, checkpoint.root == frontier.root else {
-                throw CaduceusError(
-                    code: "audit.recovery",
-                    message: "journal record at entry \(record.firstIndex) does not match its signed checkpoint")
-            }
-            last = SignedCheckpoint(checkpoint: checkpoint, note: record.checkpointNote)
+            last = try replay(record, frontier: &frontier, tiles: &tiles, key: key, origin: signer.name)
             replayed += record.entries.count
         }
         if let segment = Journal.segments(in: journalDirectory).last, segment.start > frontier.size {
@@ -70,5 +57,26 @@ enum LogRecovery {
         return State(
             frontier: frontier, tiles: tiles, signer: CheckpointSigner(signer: signer, last: last),
             materialized: materialized)
+    }
+
+    /// Appends `record`, which starts where `frontier` ends, and checks its signed checkpoint against the
+    /// tree it makes; returns that checkpoint.
+    static func replay(
+        _ record: JournalRecord, frontier: inout MerkleFrontier, tiles: inout TileBuilder, key: NoteVerifierKey,
+        origin: String
+    ) throws -> SignedCheckpoint {
+        for entry in record.entries {
+            frontier.append(TreeHash.leaf(entry)) { height, index, hash in
+                tiles.addNode(height: height, index: index, hash: hash)
+            }
+            tiles.addEntry(entry)
+        }
+        let checkpoint = try Checkpoint.open(record.checkpointNote, key: key, origin: origin)
+        guard checkpoint.size == frontier.size, checkpoint.root == frontier.root else {
+            throw CaduceusError(
+                code: "audit.recovery",
+                message: "journal record at entry \(record.firstIndex) does not match its signed checkpoint")
+        }
+        return SignedCheckpoint(checkpoint: checkpoint, note: record.checkpointNote)
     }
 }

@@ -11,6 +11,8 @@ public struct TransparencyLogOptions: Sendable {
     public var batchIdleGap: UInt64 = 100_000
     /// How often tiles and the checkpoint file are brought up to date while appends continue, in nanoseconds.
     public var materializeInterval: UInt64 = 1_000_000_000
+    /// The durable record several replicas share, written before the local journal; nil on one machine.
+    public var shared: (any SharedJournal)?
 
     /// The defaults: batches of up to 256 entries within 2 ms, tiles materialised every second.
     public init() {}
@@ -82,8 +84,11 @@ public final class TransparencyLog: @unchecked Sendable {
         self.logger = logger
         let journalDirectory = directory + "/journal"
         try FileSystem.makeDirectories(directory)
-        let recovered = try LogRecovery.recover(
+        var recovered = try LogRecovery.recover(
             directory: directory, journalDirectory: journalDirectory, signer: signer, logger: logger)
+        if let shared = options.shared {
+            try LogRecovery.catchUp(&recovered, from: shared, signer: signer, logger: logger)
+        }
         var journal = Journal(directory: journalDirectory)
         try journal.openSegment(startingAt: recovered.materialized.checkpoint.size)
         committer = Committer(frontier: recovered.frontier, journal: journal, signer: recovered.signer)
@@ -251,6 +256,7 @@ public final class TransparencyLog: @unchecked Sendable {
             let next = Checkpoint(origin: origin, size: committer.frontier.size, root: committer.frontier.root)
             let signed = try committer.signer.sign(next, extending: previousRoot)
             let record = JournalRecord(firstIndex: first, entries: batch.map(\.entry), checkpointNote: signed.note)
+            try options.shared?.append(record)
             try committer.journal.append(record.encoded())
             lock.withLock {
                 shared.latest = signed

@@ -14,6 +14,7 @@ extension ControlPlane {
         known: NodeID?, name: String, gpus: [GPUDevice], residency: Residency
     ) async throws -> NodeID {
         if let known, try await fleet.node(id: known) != nil { return known }
+        if let same = try await sameMachine(name: name, gpus: gpus) { return same }
         try Self.checkGPUs(gpus)
         let request = RequestInfo()
         let id = NodeID.generate()
@@ -38,6 +39,21 @@ extension ControlPlane {
             try await audit.record(request, subject, outcome: .success, actorOverride: Self.localAgent)
         }
         return id
+    }
+
+    /// The node already registered under this machine's name with exactly these GPUs: this machine, seen
+    /// before by another replica of the control plane (which keeps its own data directory).
+    func sameMachine(name: String, gpus: [GPUDevice]) async throws -> NodeID? {
+        let uuids = Set(gpus.map(\.uuid))
+        var cursor: String?
+        repeat {
+            let page = try await fleet.nodes(of: nil, after: cursor, limit: 200)
+            if let node = page.items.first(where: { $0.name == name && Set($0.gpus.map(\.uuid)) == uuids }) {
+                return node.id
+            }
+            cursor = page.next
+        } while cursor != nil
+        return nil
     }
 
     /// A node's record, for the agent that serves it.

@@ -50,7 +50,8 @@ public struct APIError: HTTPResponseError {
         case "input.range": .rangeNotSatisfiable
         case "seal.integrity", "keys.unwrap", "keys.missing": .internalServerError
         case "rateLimited": .tooManyRequests
-        case "audit.unavailable", "store.failure", "store.unavailable", "store.busy", "audit.closed", "audit.io":
+        case "audit.unavailable", "store.failure", "store.unavailable", "store.busy", "audit.closed", "audit.io",
+            "cluster.noLeader", "cluster.leaderUnreachable":
             .serviceUnavailable
         default:
             code.hasPrefix("input.") || code.hasPrefix("identity.") || code.hasPrefix("breakglass.")
@@ -68,7 +69,9 @@ public struct APIError: HTTPResponseError {
             return copy
         case let error as CaduceusError:
             let status = status(for: error.code)
-            let message = status.code >= 500 ? "the service cannot complete this request now" : error.message
+            let message =
+                status.code >= 500 && !error.code.hasPrefix("cluster.")
+                ? "the service cannot complete this request now" : error.message
             return APIError(status: status, code: error.code, message: message, requestID: requestID)
         case is NIOTooManyBytesError:
             return APIError(

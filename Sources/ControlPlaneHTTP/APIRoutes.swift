@@ -122,15 +122,17 @@ struct RouteHandlers {
     /// What `/readyz` checks.
     let readiness: CaduceusServer.Readiness
 
+    /// `/readyz`'s answer: 200 and `ready` when every check passes, else 503 and `unready`; each check by name.
+    static func readinessResponse(_ checks: [String: String?]) throws -> Response {
+        let failing = checks.compactMapValues { $0 }
+        var body = ["status": failing.isEmpty ? "ready" : "unready"]
+        for (name, problem) in checks { body[name] = problem ?? "ok" }
+        return try JSONBody.response(body, status: failing.isEmpty ? .ok : .serviceUnavailable)
+    }
+
     func register(on router: Router<APIContext>, limiter: RateLimiter) {
         router.get("/healthz") { _, _ in try JSONBody.response(["status": "ok"]) }
-        router.get("/readyz") { [readiness] _, _ in
-            let checks = await readiness()
-            let failing = checks.compactMapValues { $0 }
-            var body = ["status": failing.isEmpty ? "ready" : "unready"]
-            for (name, problem) in checks { body[name] = problem ?? "ok" }
-            return try JSONBody.response(body, status: failing.isEmpty ? .ok : .serviceUnavailable)
-        }
+        router.get("/readyz") { [readiness] _, _ in try Self.readinessResponse(await readiness()) }
         router.get("/metrics") { [metrics] _, context in
             guard ServerMetrics.isLoopback(context.remoteAddress) else { throw Failure.notFound("route") }
             return Response(

@@ -14,12 +14,17 @@ struct RequestMiddleware: RouterMiddleware {
     let plane: ControlPlane
     let logger: Logger
     let metrics: ServerMetrics
+    /// Proof that a request was forwarded by another replica, whose `X-Caduceus-Forwarded-For` then names
+    /// the client; nil when this control plane has one replica.
+    let forwarding: ForwardingKey?
 
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws
         -> Response
     {
+        var context = context
+        if let address = forwarding?.forwardedAddress(of: request) { context.info.sourceAddress = address }
         let requestID = context.info.requestID.rawValue
         let started = ContinuousClock.now
         var response: Response

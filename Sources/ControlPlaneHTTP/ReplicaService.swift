@@ -9,6 +9,10 @@ import Synchronization
 /// This process as one replica of the control plane: it says it is alive every `interval`, and takes or
 /// renews the leader lease (`leader`, held for `leaseSeconds`), whose fencing token grows each time the lease
 /// changes hands. On a clean stop it gives the lease up so another replica takes over at once.
+///
+/// With `stopsOnLosingLead` (several replicas on PostgreSQL), a replica that led and can no longer say so —
+/// another replica holds the lease, or its own lease ran out while it could not reach the database — stops
+/// the whole process, so that at no time do two replicas act as leader.
 final class ReplicaService: Service, Sendable {
     static let leaseName = "leader"
     let id: String
@@ -19,11 +23,16 @@ final class ReplicaService: Service, Sendable {
     let leaseSeconds: Int64
     private let record: Mutex<ReplicaRecord>
     private let lease = Mutex<LeaseRecord?>(nil)
+    private let leader = Mutex<String?>(nil)
+    /// Until when this replica's lease runs, once it has led.
+    private let ledUntil = Mutex<Timestamp?>(nil)
+    let stopsOnLosingLead: Bool
 
     init(
         database: Database, clock: any WallClock, logger: Logger, interval: Duration = .seconds(1),
-        leaseSeconds: Int64 = 6
+        leaseSeconds: Int64 = 6, stopsOnLosingLead: Bool = false
     ) {
+        self.stopsOnLosingLead = stopsOnLosingLead
         self.id = "rep-" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
         self.database = database
         self.clock = clock
@@ -48,18 +57,29 @@ final class ReplicaService: Service, Sendable {
         }
     }
 
+    /// Where the leading replica answers, while another replica leads; nil while this one does or none does.
+    var leaderURL: String? { leader.withLock { $0 } }
+
     func run() async throws {
-        await cancelWhenGracefulShutdown {
+        let lost = await cancelWhenGracefulShutdown { () -> Bool in
             while !Task.isCancelled {
-                await self.beat()
+                if await self.beat() && self.stopsOnLosingLead { return true }
                 try? await Task.sleep(for: self.interval)
             }
+            return false
+        }
+        if lost {
+            throw CaduceusError(
+                code: "cluster.leadLost",
+                message: "this replica lost the leader lease; it stops so that only one replica leads "
+                    + "(start it again to rejoin as a follower)")
         }
         try? await database.cluster.release(Self.leaseName, holder: id)
     }
 
-    /// One heartbeat and one lease renewal (or attempt).
-    func beat() async {
+    /// One heartbeat and one lease renewal (or attempt); true when this replica led and no longer does.
+    @discardableResult
+    func beat() async -> Bool {
         let now = clock.now()
         let mine = record.withLock { record -> ReplicaRecord in
             record.lastSeenAt = now
@@ -73,16 +93,28 @@ final class ReplicaService: Service, Sendable {
                 defer { lease = held }
                 return lease?.holder == id
             }
-            if !was && held.holder == id {
+            let leads = held.holder == id
+            if leads {
+                ledUntil.withLock { $0 = held.expiresAt }
+                leader.withLock { $0 = nil }
+            } else {
+                let url = held.expiresAt > now ? try await database.cluster.replica(held.holder)?.url : nil
+                leader.withLock { $0 = url.flatMap { $0.isEmpty ? nil : $0 } }
+            }
+            if !was && leads {
                 logger.notice("this replica leads", metadata: ["replica": "\(id)", "token": "\(held.token)"])
-            } else if was && held.holder != id {
+            } else if was && !leads {
                 logger.warning(
                     "this replica lost the lead", metadata: ["replica": "\(id)", "leader": "\(held.holder)"])
             }
+            return !leads && ledUntil.withLock { $0 } != nil
         } catch {
-            // A replica that cannot reach the database cannot know it still leads: it stops counting itself.
+            // A replica that cannot reach the database cannot know it still leads: it stops counting itself,
+            // and once its lease has run out another replica may lead.
             lease.withLock { $0 = nil }
+            leader.withLock { $0 = nil }
             logger.error("replica heartbeat failed", metadata: ["error": "\(error)"])
+            return ledUntil.withLock { $0 }.map { $0 <= clock.now() } ?? false
         }
     }
 

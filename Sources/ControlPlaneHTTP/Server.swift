@@ -33,6 +33,11 @@ public enum CaduceusServer {
     public typealias RunnerFactory = @Sendable (ControlPlane) async throws -> (any JobRunner)?
 
     /// Runs the server until SIGTERM or SIGINT; with a runner from `runner`, placed jobs run through it.
+    ///
+    /// On SQLite this process is the whole control plane. On PostgreSQL it is one replica of several: only the
+    /// replica holding the leader lease runs the control plane (scheduler, runners, lifecycle mover, agent
+    /// listener, audit sequencer); the others forward every API request to it, and the first of them to take
+    /// the lease after the leader is gone starts the control plane from the database and the shared audit log.
     public static func run(
         configuration: ServerConfiguration, logger: Logger, runner: RunnerFactory? = nil,
         moreReadiness: @escaping Readiness = { [:] },
@@ -48,54 +53,44 @@ public enum CaduceusServer {
         let ca = try InternalCA.loadOrCreate(
             directory: data + "/tls", hostNames: ["localhost", "127.0.0.1", host] + configuration.hostNames)
         let database = try await openDatabase(configuration, logger: logger)
-        let auditKeys = try AuditKeys.loadOrCreate(directory: data + "/keys", origin: configuration.auditOrigin)
-        let trail = try AuditTrail(directory: data + "/audit", keys: auditKeys, logger: logger)
+        let distributed = configuration.databaseURL != nil
         let clock = SystemWallClock()
-        let plane = ControlPlane(
-            store: database.identity, fleet: database.fleet, audit: AuditRecorder(trail: trail, clock: clock),
-            clock: clock,
-            hasher: PasswordHasher(), totpBox: SecretBox(rootKey: rootKey, purpose: "totp"),
-            settings: ControlPlaneSettings(
-                sessions: try SessionRules(
-                    idleMinutes: configuration.idleTimeoutMinutes, lifetimeHours: configuration.sessionLifetimeHours)),
-            logger: logger)
-        guard let storageResidency = Residency(rawValue: configuration.localResidency) else {
-            throw CaduceusError(code: "config.value", message: "localResidency is not a residency")
-        }
-        try await plane.enableDatasets(
-            DatasetSettings(
-                store: database.datasets, root: KeyFileRootKeyProvider(rootKey: rootKey),
-                files: Self.objectFiles(data, configuration), storageResidency: storageResidency,
-                auditDirectory: data + "/audit", auditVerifierKey: auditKeys.signer.verifierKey,
-                certificateSigner: auditKeys.signer))
-        var createdBootstrapFile: String?
-        if let admin = try await plane.bootstrapIfEmpty() {
-            let path = data + "/bootstrap-admin.json"
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            try SecureFile.write(Array(try encoder.encode(admin)) + [0x0A], to: path, mode: 0o600)
-            createdBootstrapFile = path
-        }
-        let bootstrapFile = createdBootstrapFile
-        try await plane.startScheduling()
-
-        let replica = ReplicaService(database: database, clock: clock, logger: logger)
+        let replica = ReplicaService(database: database, clock: clock, logger: logger, stopsOnLosingLead: distributed)
         await replica.beat()
-        let app = try makeApplication(
-            plane: plane, ca: ca, configuration: configuration, logger: logger, metrics: ServerMetrics(trail: trail),
-            clusterStatus: { await replica.status(slurm: await slurmStatus()) },
+        let forwarding = ForwardingKey(rootKey: rootKey)
+        let readiness: Readiness = {
+            var checks = await moreReadiness()
+            do {
+                try await database.ping()
+                checks["database"] = .some(nil)
+            } catch {
+                // Unauthenticated callers learn only that it is down; the log has why.
+                logger.warning("readiness: the database does not answer", metadata: ["error": "\(error)"])
+                checks["database"] = "unavailable"
+            }
+            return checks
+        }
+        let forwarder =
+            distributed
+            ? try LeaderForwarder(
+                caCertificatePEM: ca.caCertificatePEM, key: forwarding, leaderURL: { replica.leaderURL }) : nil
+        let responder = ReplicaResponder(
+            forwarder: forwarder,
             readiness: {
-                var checks = await moreReadiness()
-                do {
-                    try await database.ping()
-                    checks["database"] = .some(nil)
-                } catch {
-                    // Unauthenticated callers learn only that it is down; the log has why.
-                    logger.warning("readiness: the database does not answer", metadata: ["error": "\(error)"])
-                    checks["database"] = "unavailable"
-                }
+                var checks = await readiness()
+                checks["leader"] = replica.leaderURL == nil ? "none" : .some(nil)
                 return checks
-            },
+            })
+        let leadership = Leadership(
+            configuration: configuration, logger: logger, rootKey: rootKey, ca: ca, database: database, clock: clock,
+            forwarding: distributed ? forwarding : nil, runner: runner, onAgentListener: onAgentListener,
+            clusterStatus: { await replica.status(slurm: await slurmStatus()) }, readiness: readiness,
+            responder: responder)
+        // A replica that leads from the start (always, on SQLite) has its control plane ready before it listens.
+        if !distributed || replica.isLeader { try await leadership.lead() }
+        let bootstrapFile = leadership.bootstrapFile
+        let app = try makeApplication(
+            responder: responder, ca: ca, configuration: configuration, logger: logger,
             onRunning: { port in
                 let shownHost =
                     (try? configuration.bindAddress().host).map { $0 == "0.0.0.0" ? host : $0 } ?? "localhost"
@@ -105,42 +100,24 @@ public enum CaduceusServer {
                         url: "https://\(shownHost):\(port)", port: port, caCertificatePath: ca.caCertificatePath,
                         caFingerprint: ca.caFingerprint, bootstrapFile: bootstrapFile))
             })
-        var services: [any Service] = [app, replica]
-        var runners: [any JobRunner] = []
-        if let local = try await runner?(plane) { runners.append(local) }
-        if let (agentHost, agentPort) = try configuration.agentBindAddress() {
-            let agents = try await plane.enableRemoteAgents(
-                issuer: ca,
-                settings: RemoteAgents.Settings(
-                    heartbeatTimeoutSeconds: configuration.agentTimeoutSeconds,
-                    certificateDays: configuration.agentCertificateDays, logDirectory: data + "/agent-logs"))
-            agents.agentPort = agentPort
-            services.append(
-                try AgentListener.makeApplication(
-                    plane: plane, agents: agents, ca: ca, host: agentHost, port: agentPort, logger: logger,
-                    onRunning: { port in
-                        agents.agentPort = port
-                        onAgentListener(port)
-                    }))
-            runners.append(agents)
-        }
-        if configuration.lifecycleIntervalMinutes > 0 {
-            services.append(LifecycleService(plane: plane, minutes: configuration.lifecycleIntervalMinutes))
-        }
-        if !runners.isEmpty {
-            services.append(JobService(plane: plane, runner: runners.count == 1 ? runners[0] : JobRunners(runners)))
-        }
         let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(
+                services: [app, replica, LeaderService(replica: replica, leadership: leadership)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var failure: (any Error)?
         do {
             try await group.run()
         } catch {
-            try? await trail.close()
-            try? await database.close()
-            throw error
+            failure = error
         }
-        try await trail.close()
-        try await database.close()
+        await forwarder?.shutdown()
+        do {
+            try await leadership.close()
+            try await database.close()
+        } catch {
+            failure = failure ?? error
+        }
+        if let failure { throw failure }
     }
 
     /// What `/readyz` checks: each dependency by name, with nil when it is fine or why it is not.
@@ -160,18 +137,14 @@ public enum CaduceusServer {
         return try await Database.openPostgres(url, logger: logger)
     }
 
-    /// The HTTPS application: TLS 1.2+ with AEAD suites only, the API routes and their middleware.
+    /// The HTTPS application: TLS 1.2+ with AEAD suites only, answering through `responder`.
     static func makeApplication(
-        plane: ControlPlane, ca: InternalCA, configuration: ServerConfiguration, logger: Logger, metrics: ServerMetrics,
-        clusterStatus: @escaping ClusterStatusSource, readiness: @escaping Readiness,
+        responder: ReplicaResponder, ca: InternalCA, configuration: ServerConfiguration, logger: Logger,
         onRunning: @escaping @Sendable (Int) -> Void
     ) throws -> some ApplicationProtocol {
-        let router = try makeRouter(
-            plane: plane, logger: logger, metrics: metrics, caPEM: ca.caCertificatePEM, clusterStatus: clusterStatus,
-            readiness: readiness)
         let (host, port) = try configuration.bindAddress()
         return try Application(
-            router: router,
+            responder: CallbackResponder<APIContext>(callback: responder.respond),
             server: .tls(.http1(configuration: .init(idleTimeout: .seconds(60))), tlsConfiguration: try tls(ca)),
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             onServerRunning: { channel in onRunning(channel.localAddress?.port ?? port) },
@@ -183,10 +156,11 @@ public enum CaduceusServer {
         plane: ControlPlane, logger: Logger, limiter: RateLimiter = RateLimiter(),
         metrics: ServerMetrics = ServerMetrics(trail: nil), caPEM: String = "",
         clusterStatus: @escaping ClusterStatusSource = ReplicaService.standalone,
-        readiness: @escaping Readiness = { [:] }
+        readiness: @escaping Readiness = { [:] }, forwarding: ForwardingKey? = nil
     ) throws -> Router<APIContext> {
         let router = Router(context: APIContext.self)
-        router.add(middleware: RequestMiddleware(plane: plane, logger: logger, metrics: metrics))
+        router.add(
+            middleware: RequestMiddleware(plane: plane, logger: logger, metrics: metrics, forwarding: forwarding))
         RouteHandlers(
             plane: plane, openAPI: try OpenAPIDocument.json(), metrics: metrics, caPEM: caPEM,
             clusterStatus: clusterStatus, readiness: readiness

@@ -14,6 +14,8 @@ public final class Database: Sendable {
     public let datasets: SQLDatasetStore
     /// The replicas sharing the database and their leases.
     public let cluster: SQLClusterStore
+    /// The audit log's shared journal (distributed mode).
+    public let auditJournal: SQLAuditJournal
     let engine: any SQLEngine
 
     private init(engine: any SQLEngine) {
@@ -22,6 +24,7 @@ public final class Database: Sendable {
         self.fleet = SQLFleetStore(engine: engine, pinned: nil)
         self.datasets = SQLDatasetStore(engine: engine, pinned: nil)
         self.cluster = SQLClusterStore(engine: engine)
+        self.auditJournal = SQLAuditJournal(engine: engine)
     }
 
     /// Which engine holds the data: `sqlite` or `postgres`.

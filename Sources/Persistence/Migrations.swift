@@ -193,6 +193,14 @@ enum Migrations {
                     name TEXT PRIMARY KEY, holder TEXT NOT NULL, token BIGINT NOT NULL, expires_at BIGINT NOT NULL)
                 """,
             ]),
+        Migration(
+            version: 7, name: "shared-audit-journal",
+            statements: [
+                """
+                CREATE TABLE audit_batches (
+                    first_index BIGINT PRIMARY KEY, end_index BIGINT NOT NULL UNIQUE, record TEXT NOT NULL)
+                """
+            ]),
     ]
 
     /// Applies every migration not yet applied; returns the versions applied now.

@@ -49,20 +49,18 @@ public final class SQLClusterStore: Sendable {
         }
     }
 
+    /// The replica `id` as it last said it was alive, if it has.
+    public func replica(_ id: String) async throws -> ReplicaRecord? {
+        try await SQLTransaction.statement(engine, pinned: nil) { db in
+            try await db.raw("SELECT * FROM replicas WHERE id = \(bind: id)").first().map(Self.replica)
+        }
+    }
+
     /// Every replica seen since `since`, oldest start first; older records are removed.
     public func replicas(seenSince since: Timestamp) async throws -> [ReplicaRecord] {
         try await SQLTransaction.statement(engine, pinned: nil) { db in
             try await db.raw("DELETE FROM replicas WHERE last_seen_at < \(bind: since.millisecondsSinceEpoch)").run()
-            return try await db.raw("SELECT * FROM replicas ORDER BY started_at, id").all().map { row in
-                ReplicaRecord(
-                    id: try row.decode(column: "id", as: String.self),
-                    host: try row.decode(column: "host", as: String.self),
-                    url: try row.decode(column: "url", as: String.self),
-                    version: try row.decode(column: "version", as: String.self),
-                    startedAt: Timestamp(millisecondsSinceEpoch: try row.decode(column: "started_at", as: Int64.self)),
-                    lastSeenAt: Timestamp(
-                        millisecondsSinceEpoch: try row.decode(column: "last_seen_at", as: Int64.self)))
-            }
+            return try await db.raw("SELECT * FROM replicas ORDER BY started_at, id").all().map(Self.replica)
         }
     }
 
@@ -109,6 +107,16 @@ public final class SQLClusterStore: Sendable {
         try await SQLTransaction.statement(engine, pinned: nil) { db in
             try await db.raw("SELECT * FROM leases WHERE name = \(bind: name)").first().map(Self.lease)
         }
+    }
+
+    static func replica(_ row: any SQLRow) throws -> ReplicaRecord {
+        ReplicaRecord(
+            id: try row.decode(column: "id", as: String.self),
+            host: try row.decode(column: "host", as: String.self),
+            url: try row.decode(column: "url", as: String.self),
+            version: try row.decode(column: "version", as: String.self),
+            startedAt: Timestamp(millisecondsSinceEpoch: try row.decode(column: "started_at", as: Int64.self)),
+            lastSeenAt: Timestamp(millisecondsSinceEpoch: try row.decode(column: "last_seen_at", as: Int64.self)))
     }
 
     static func lease(_ row: any SQLRow) throws -> LeaseRecord {

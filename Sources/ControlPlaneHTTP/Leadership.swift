@@ -1,0 +1,177 @@
+import AuditLog
+import CaduceusCore
+import ControlPlane
+import Crypto
+import Foundation
+import Hummingbird
+import Identity
+import Logging
+import Persistence
+import Sealing
+import ServiceLifecycle
+import Synchronization
+
+/// The control plane proper, which runs on the replica that leads: the audit trail (sequenced here; on
+/// PostgreSQL its durable record is the shared journal, which `lead()` first catches up from), the use cases,
+/// the scheduler rebuilt from the store, and the services that must have one owner — job runners, the node
+/// agents' listener and the lifecycle mover.
+final class Leadership: Sendable {
+    private struct Started: Sendable {
+        var trail: AuditTrail
+        var services: [any Service]
+        var bootstrapFile: String?
+    }
+
+    private let configuration: ServerConfiguration
+    private let logger: Logger
+    private let rootKey: SymmetricKey
+    private let ca: InternalCA
+    private let database: Database
+    private let clock: any WallClock
+    private let forwarding: ForwardingKey?
+    private let runner: CaduceusServer.RunnerFactory?
+    private let onAgentListener: @Sendable (Int) -> Void
+    private let clusterStatus: CaduceusServer.ClusterStatusSource
+    private let readiness: CaduceusServer.Readiness
+    private let responder: ReplicaResponder
+    private let started = Mutex<Started?>(nil)
+
+    init(
+        configuration: ServerConfiguration, logger: Logger, rootKey: SymmetricKey, ca: InternalCA, database: Database,
+        clock: any WallClock, forwarding: ForwardingKey?, runner: CaduceusServer.RunnerFactory?,
+        onAgentListener: @escaping @Sendable (Int) -> Void, clusterStatus: @escaping CaduceusServer.ClusterStatusSource,
+        readiness: @escaping CaduceusServer.Readiness, responder: ReplicaResponder
+    ) {
+        self.configuration = configuration
+        self.logger = logger
+        self.rootKey = rootKey
+        self.ca = ca
+        self.database = database
+        self.clock = clock
+        self.forwarding = forwarding
+        self.runner = runner
+        self.onAgentListener = onAgentListener
+        self.clusterStatus = clusterStatus
+        self.readiness = readiness
+        self.responder = responder
+    }
+
+    /// Whether this replica's control plane is running.
+    var isLeading: Bool { started.withLock { $0 != nil } }
+
+    /// Where the bootstrap administrator's credentials were written, when this start made them.
+    var bootstrapFile: String? { started.withLock { $0?.bootstrapFile } }
+
+    /// The services that run while this replica leads.
+    var services: [any Service] { started.withLock { $0?.services ?? [] } }
+
+    /// Starts the control plane and answers the API with it from now on.
+    func lead() async throws {
+        let data = configuration.dataDirectory
+        let auditKeys = try AuditKeys.loadOrCreate(directory: data + "/keys", origin: configuration.auditOrigin)
+        var options = TransparencyLogOptions()
+        if forwarding != nil { options.shared = database.auditJournal }
+        let trail = try AuditTrail(directory: data + "/audit", keys: auditKeys, options: options, logger: logger)
+        do {
+            try await start(trail: trail, auditKeys: auditKeys)
+        } catch {
+            try? await trail.close()
+            throw error
+        }
+    }
+
+    private func start(trail: AuditTrail, auditKeys: AuditKeys) async throws {
+        let data = configuration.dataDirectory
+        let plane = ControlPlane(
+            store: database.identity, fleet: database.fleet, audit: AuditRecorder(trail: trail, clock: clock),
+            clock: clock, hasher: PasswordHasher(), totpBox: SecretBox(rootKey: rootKey, purpose: "totp"),
+            settings: ControlPlaneSettings(
+                sessions: try SessionRules(
+                    idleMinutes: configuration.idleTimeoutMinutes, lifetimeHours: configuration.sessionLifetimeHours)),
+            logger: logger)
+        guard let storageResidency = Residency(rawValue: configuration.localResidency) else {
+            throw CaduceusError(code: "config.value", message: "localResidency is not a residency")
+        }
+        try await plane.enableDatasets(
+            DatasetSettings(
+                store: database.datasets, root: KeyFileRootKeyProvider(rootKey: rootKey),
+                files: CaduceusServer.objectFiles(data, configuration), storageResidency: storageResidency,
+                auditDirectory: data + "/audit", auditVerifierKey: auditKeys.signer.verifierKey,
+                certificateSigner: auditKeys.signer))
+        var bootstrapFile: String?
+        if let admin = try await plane.bootstrapIfEmpty() {
+            let path = data + "/bootstrap-admin.json"
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            try SecureFile.write(Array(try encoder.encode(admin)) + [0x0A], to: path, mode: 0o600)
+            bootstrapFile = path
+        }
+        try await plane.startScheduling()
+
+        var services: [any Service] = []
+        var runners: [any JobRunner] = []
+        if let local = try await runner?(plane) { runners.append(local) }
+        if let (agentHost, agentPort) = try configuration.agentBindAddress() {
+            let agents = try await plane.enableRemoteAgents(
+                issuer: ca,
+                settings: RemoteAgents.Settings(
+                    heartbeatTimeoutSeconds: configuration.agentTimeoutSeconds,
+                    certificateDays: configuration.agentCertificateDays, logDirectory: data + "/agent-logs"))
+            agents.agentPort = agentPort
+            services.append(
+                try AgentListener.makeApplication(
+                    plane: plane, agents: agents, ca: ca, host: agentHost, port: agentPort, logger: logger,
+                    onRunning: { [onAgentListener] port in
+                        agents.agentPort = port
+                        onAgentListener(port)
+                    }))
+            runners.append(agents)
+        }
+        if configuration.lifecycleIntervalMinutes > 0 {
+            services.append(LifecycleService(plane: plane, minutes: configuration.lifecycleIntervalMinutes))
+        }
+        if !runners.isEmpty {
+            services.append(JobService(plane: plane, runner: runners.count == 1 ? runners[0] : JobRunners(runners)))
+        }
+        let router = try CaduceusServer.makeRouter(
+            plane: plane, logger: logger, metrics: ServerMetrics(trail: trail), caPEM: ca.caCertificatePEM,
+            clusterStatus: clusterStatus, readiness: readiness, forwarding: forwarding)
+        started.withLock { $0 = Started(trail: trail, services: services, bootstrapFile: bootstrapFile) }
+        responder.lead(with: router.buildResponder())
+        logger.notice(
+            "the control plane runs on this replica", metadata: ["auditSize": "\(trail.log.checkpoint.checkpoint.size)"]
+        )
+    }
+
+    /// Commits what the audit trail holds and stops it.
+    func close() async throws {
+        if let trail = started.withLock({ $0?.trail }) { try await trail.close() }
+    }
+}
+
+/// Waits until this replica leads (at once, on SQLite), starts the control plane if it is not yet running,
+/// and runs its single-owner services until shutdown.
+struct LeaderService: Service {
+    let replica: ReplicaService
+    let leadership: Leadership
+
+    func run() async throws {
+        if !leadership.isLeading {
+            let leads = await cancelWhenGracefulShutdown { () -> Bool in
+                while !Task.isCancelled {
+                    if replica.isLeader { return true }
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+                return false
+            }
+            guard leads else { return }
+            try await leadership.lead()
+        }
+        let services = leadership.services
+        if services.isEmpty {
+            try? await gracefulShutdown()
+            return
+        }
+        try await ServiceGroup(services: services, logger: replica.logger).run()
+    }
+}

@@ -1,0 +1,142 @@
+import AsyncHTTPClient
+import AuditLog
+import CaduceusCore
+import ControlPlane
+import Crypto
+import HTTPTypes
+import Hummingbird
+import Identity
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import Synchronization
+
+/// What proves that a request came from another replica of this control plane: an HMAC of a fixed label
+/// under the root key, which every replica shares and nothing else holds. Only a request that carries it
+/// may name the client's address in `X-Caduceus-Forwarded-For`.
+public struct ForwardingKey: Sendable, Equatable {
+    let value: String
+
+    public init(rootKey: SymmetricKey) {
+        value = AuditLog.Hex.encode(
+            Array(HMAC<SHA256>.authenticationCode(for: Array("caduceus/replica-forwarding/v1".utf8), using: rootKey)))
+    }
+
+    /// The client's address a forwarding replica names, when `request` proves it came from one.
+    func forwardedAddress(of request: Request) -> String? {
+        guard let presented = request.headers[.replicaKey], presented.utf8.count == value.utf8.count,
+            zip(presented.utf8, value.utf8).reduce(0, { $0 | ($1.0 ^ $1.1) }) == 0,
+            let address = request.headers[.forwardedFor], !address.isEmpty, address.utf8.count <= 64
+        else { return nil }
+        return address
+    }
+}
+
+/// What this replica answers with: the API itself while it leads, or, while it follows, the leader's answer
+/// to the same request, forwarded with the client's address. Probes are answered here either way.
+final class ReplicaResponder: Sendable {
+    private let local = Mutex<RouterResponder<APIContext>?>(nil)
+    private let forwarder: LeaderForwarder?
+    private let readiness: CaduceusServer.Readiness
+
+    init(forwarder: LeaderForwarder?, readiness: @escaping CaduceusServer.Readiness) {
+        self.forwarder = forwarder
+        self.readiness = readiness
+    }
+
+    /// From now on this replica answers the API itself.
+    func lead(with responder: RouterResponder<APIContext>) { local.withLock { $0 = responder } }
+
+    @Sendable func respond(to request: Request, context: APIContext) async throws -> Response {
+        if let local = local.withLock({ $0 }) { return try await local.respond(to: request, context: context) }
+        switch request.uri.path {
+        case "/healthz": return try JSONBody.response(["status": "ok"])
+        case "/readyz": return try RouteHandlers.readinessResponse(await readiness())
+        default: break
+        }
+        do {
+            guard let forwarder else { throw Failure.noLeader }
+            return try await forwarder.forward(request, context: context)
+        } catch {
+            return try APIError.from(error, requestID: context.info.requestID.rawValue)
+                .response(from: request, context: context)
+        }
+    }
+}
+
+/// Sends a follower's requests to the leader over TLS, trusting only the internal CA that every replica
+/// shares, and streams the answer back.
+final class LeaderForwarder: Sendable {
+    private let client: HTTPClient
+    private let key: ForwardingKey
+    private let leaderURL: @Sendable () -> String?
+
+    init(caCertificatePEM: String, key: ForwardingKey, leaderURL: @escaping @Sendable () -> String?) throws {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(caCertificatePEM.utf8)))
+        // Replicas share one CA, private to this control plane; a replica's certificate names the machine it
+        // was first made on, so the chain, not the host name, is what identifies a replica.
+        tls.certificateVerification = .noHostnameVerification
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+        configuration.redirectConfiguration = .disallow
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        configuration.timeout = .init(connect: .seconds(3), read: .seconds(300))
+        client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        self.key = key
+        self.leaderURL = leaderURL
+    }
+
+    private static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host",
+        "x-caduceus-forwarded-for", "x-caduceus-replica-key",
+    ]
+
+    func forward(_ request: Request, context: APIContext) async throws -> Response {
+        guard let base = leaderURL() else { throw Failure.noLeader }
+        var outgoing = HTTPClientRequest(url: base + request.uri.description)
+        outgoing.method = HTTPMethod(rawValue: request.method.rawValue)
+        for field in request.headers where !Self.hopByHop.contains(field.name.canonicalName) {
+            outgoing.headers.add(name: field.name.rawName, value: field.value)
+        }
+        outgoing.headers.add(name: HTTPField.Name.forwardedFor.rawName, value: context.info.sourceAddress ?? "")
+        outgoing.headers.add(name: HTTPField.Name.replicaKey.rawName, value: key.value)
+        if request.method != .get && request.method != .head {
+            let length = request.headers[.contentLength].flatMap(Int64.init)
+            outgoing.body = .stream(request.body, length: length.map { .known($0) } ?? .unknown)
+        }
+        let answer: HTTPClientResponse
+        do {
+            answer = try await client.execute(outgoing, timeout: .hours(1))
+        } catch {
+            throw Failure.leaderUnreachable(error)
+        }
+        var headers = HTTPFields()
+        for header in answer.headers where !Self.hopByHop.contains(header.name.lowercased()) {
+            if let name = HTTPField.Name(header.name) { headers.append(HTTPField(name: name, value: header.value)) }
+        }
+        return Response(
+            status: HTTPResponse.Status(code: Int(answer.status.code)), headers: headers,
+            body: ResponseBody(asyncSequence: answer.body))
+    }
+
+    func shutdown() async {
+        try? await client.shutdown()
+    }
+}
+
+extension HTTPField.Name {
+    static let forwardedFor = HTTPField.Name("X-Caduceus-Forwarded-For")!
+    static let replicaKey = HTTPField.Name("X-Caduceus-Replica-Key")!
+}
+
+extension Failure {
+    static let noLeader = CaduceusError(
+        code: "cluster.noLeader", message: "no replica of the control plane leads at the moment; try again shortly")
+
+    static func leaderUnreachable(_ cause: any Error) -> CaduceusError {
+        CaduceusError(
+            code: "cluster.leaderUnreachable", message: "the leading replica does not answer; try again shortly",
+            underlying: cause)
+    }
+}

@@ -1,0 +1,96 @@
+import AuditLog
+import CaduceusCore
+import Dispatch
+import Identity
+import SQLKit
+
+/// The audit log's shared journal in the database (distributed mode): one row per committed batch, the
+/// batch as the journal encodes it (with its own SHA-256), stored as base64url text so both engines keep
+/// it alike. A batch is recorded only where the log ends, inside one transaction, so two replicas can
+/// never fork the log.
+public final class SQLAuditJournal: SharedJournal {
+    let engine: any SQLEngine
+
+    init(engine: any SQLEngine) { self.engine = engine }
+
+    public func last() throws -> JournalRecord? {
+        try Self.blocking { [engine] in
+            try await SQLTransaction.statement(engine, pinned: nil) { db in
+                try await db.raw("SELECT first_index, record FROM audit_batches ORDER BY first_index DESC LIMIT 1")
+                    .first().map(Self.record)
+            }
+        }
+    }
+
+    public func append(_ record: JournalRecord) throws {
+        let encoded = Base64URL.encode(record.encoded())
+        try Self.blocking { [engine] in
+            do {
+                try await engine.transaction { db in
+                    let end =
+                        try await db.raw("SELECT MAX(end_index) AS last_end FROM audit_batches").first()?
+                        .decode(column: "last_end", as: Int64?.self) ?? 0
+                    guard UInt64(end) == record.firstIndex else {
+                        throw SharedJournalConflict(expected: UInt64(end), offered: record.firstIndex)
+                    }
+                    try await db.raw(
+                        """
+                        INSERT INTO audit_batches (first_index, end_index, record)
+                        VALUES (\(bind: Int64(record.firstIndex)), \(bind: Int64(record.endIndex)), \(bind: encoded))
+                        """
+                    ).run()
+                }
+            } catch let conflict as SharedJournalConflict {
+                throw CaduceusError(code: "audit.shared.conflict", message: conflict.description)
+            } catch {
+                throw SQLErrors.translate(error)
+            }
+        }
+    }
+
+    public func records(from index: UInt64, limit: Int) throws -> [JournalRecord] {
+        try Self.blocking { [engine] in
+            try await SQLTransaction.statement(engine, pinned: nil) { db in
+                try await db.raw(
+                    """
+                    SELECT first_index, record FROM audit_batches WHERE first_index >= \(bind: Int64(index))
+                    ORDER BY first_index LIMIT \(bind: limit)
+                    """
+                ).all().map(Self.record)
+            }
+        }
+    }
+
+    static func record(_ row: any SQLRow) throws -> JournalRecord {
+        let first = try row.decode(column: "first_index", as: Int64.self)
+        guard let bytes = Base64URL.decode(try row.decode(column: "record", as: String.self)),
+            let record = JournalRecord.decode(bytes), record.firstIndex == UInt64(first)
+        else {
+            throw CaduceusError(
+                code: "audit.shared.corrupt", message: "the shared audit batch at entry \(first) is damaged")
+        }
+        return record
+    }
+
+    /// Runs `work` to completion from a thread that is not one of the concurrency pool's (the audit log's
+    /// committer thread), blocking that thread meanwhile.
+    static func blocking<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
+        let outcome = Outcome<T>()
+        Task.detached {
+            do {
+                outcome.value = .success(try await work())
+            } catch {
+                outcome.value = .failure(error)
+            }
+            outcome.done.signal()
+        }
+        outcome.done.wait()
+        return try outcome.value!.get()
+    }
+
+    /// Safe: `value` is written once before `done` is signalled and read only after it was waited for.
+    private final class Outcome<T>: @unchecked Sendable {
+        var value: Result<T, any Error>?
+        let done = DispatchSemaphore(value: 0)
+    }
+}

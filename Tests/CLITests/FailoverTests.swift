@@ -1,0 +1,209 @@
+import CaduceusTesting
+import Foundation
+import Persistence
+import Testing
+
+/// Two replicas on one PostgreSQL database, the leader killed with SIGKILL at random moments while job
+/// submissions and dataset uploads go through both: every acknowledged request survives, no job runs
+/// twice, the other replica takes over within a bound, and the audit log stays one consistent history.
+@Suite(.enabled(if: TestDatabase.engines.contains(.postgres)), .serialized)
+struct FailoverTests {
+    /// Requests that were acknowledged, gathered by the driver thread.
+    final class Acknowledged: @unchecked Sendable {
+        // Safe: every field is touched only with `lock` held.
+        private let lock = NSLock()
+        private var jobIDs: [String] = []
+        private var objectNames: [String] = []
+        private var refusals = 0
+        private var running = true
+
+        var jobs: [String] { lock.withLock { jobIDs } }
+        var objects: [String] { lock.withLock { objectNames } }
+        var refused: Int { lock.withLock { refusals } }
+        var isRunning: Bool { lock.withLock { running } }
+        func stop() { lock.withLock { running = false } }
+        func job(_ id: String) { lock.withLock { jobIDs.append(id) } }
+        func object(_ name: String) { lock.withLock { objectNames.append(name) } }
+        func refusal() { lock.withLock { refusals += 1 } }
+    }
+
+    /// Sends job submissions and uploads, alternating between the replicas, until stopped.
+    static func drive(
+        _ sessions: @escaping @Sendable () -> [CLISession], project: String, dataset: String, scratch: Scratch,
+        round: Int, into acknowledged: Acknowledged
+    ) -> Thread {
+        let thread = Thread {
+            var n = 0
+            while acknowledged.isRunning {
+                n += 1
+                let session = sessions()[n % 2]
+                if n % 2 == 0 {
+                    let submitted = try? session.run(
+                        [
+                            "job", "submit", "--output", "json", "--project", project, "--class", "batch",
+                            "--gpus-per-node", "1", "--", "/bin/sh", "-c",
+                            "echo $CADUCEUS_JOB_ID >> \(scratch.path)/ran",
+                        ], as: "rita")
+                    if let submitted, submitted.status == 0,
+                        let object = try? JSONSerialization.jsonObject(with: submitted.stdout) as? [String: Any],
+                        let id = object["id"] as? String
+                    {
+                        acknowledged.job(id)
+                    } else {
+                        acknowledged.refusal()
+                    }
+                } else {
+                    let name = "r\(round)-\(n).txt"
+                    let file = scratch.path + "/" + name
+                    try? Data("round \(round) upload \(n) \(UUID())\n".utf8).write(to: URL(fileURLWithPath: file))
+                    let uploaded = try? session.run(["dataset", "upload", dataset, file], as: "rita")
+                    if uploaded?.status == 0 { acknowledged.object(name) } else { acknowledged.refusal() }
+                }
+            }
+        }
+        thread.start()
+        return thread
+    }
+
+    @Test("10 rounds of SIGKILL to the leader under load: nothing acknowledged lost, nothing run twice")
+    func killTheLeader() async throws {
+        let url = try await TestDatabase.createPostgresDatabase()
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let shared = scratch.path + "/objects"
+        let tiers = ["hot", "warm", "cold", "archive"].map { "\($0)=\(shared)/\($0)" }.joined(separator: ",")
+        let arguments = ["--database", "postgres://\(url.user)@\(url.host):\(url.port)/\(url.database)"]
+        let environment = [
+            "PGPASSWORD": url.password ?? "", "CADUCEUS_FAKE_GPUS": "2", "CADUCEUS_OBJECT_TIERS": tiers,
+        ]
+        let folders = [scratch.path + "/a", scratch.path + "/b"]
+        var replicas = [try TestServer(data: folders[0], environment: environment, arguments: arguments)]
+        try FileManager.default.createDirectory(atPath: folders[1], withIntermediateDirectories: true)
+        for folder in ["keys", "tls"] {
+            try FileManager.default.copyItem(atPath: folders[0] + "/" + folder, toPath: folders[1] + "/" + folder)
+        }
+        replicas.append(try TestServer(data: folders[1], environment: environment, arguments: arguments))
+        defer { for replica in replicas { replica.stop() } }
+
+        let first = CLISession(scratch: scratch, server: replicas[0])
+        let (tenant, project) = try first.tenantWithResearcherAndAdmin()
+        let nodes = try first.json(["node", "list"], as: "admin")
+        let node = try #require((nodes["items"] as? [[String: Any]])?.first?["id"] as? String)
+        _ = try first.json(["node", "assign", node, "--tenant", tenant], as: "admin")
+        _ = try first.json(["node", "activate", node], as: "admin")
+        let dataset = try first.id(
+            [
+                "dataset", "create", "--project", project, "--classification", "phi", "--residency", "US",
+                "--retention-years", "6", "failover-uploads",
+            ], as: "rita")
+
+        // The follower answers too: it forwards to the leader.
+        let viaFollower = CLISession(scratch: scratch, server: replicas[1])
+        #expect(try viaFollower.json(["tenant", "show", tenant], as: "admin")["name"] as? String == "st-marys")
+
+        let box = SessionBox([first, viaFollower])
+        var leader = 0
+        var takeovers: [Double] = []
+        var checkpoints: [String] = []
+        let acknowledged = Acknowledged()
+        var generator = SystemRandomNumberGenerator()
+        for round in 1...10 {
+            let roundAcknowledged = Acknowledged()
+            let driver = Self.drive(
+                { box.sessions }, project: project, dataset: dataset, scratch: scratch, round: round,
+                into: roundAcknowledged)
+            usleep(UInt32.random(in: 300_000...1_500_000, using: &generator))
+            let killedAt = Date()
+            replicas[leader].kill()
+            let survivor = 1 - leader
+            let viaSurvivor = box.sessions[survivor]
+            var answered = false
+            while !answered && Date().timeIntervalSince(killedAt) < 30 {
+                answered = (try? viaSurvivor.run(["cluster", "status", "--output", "json"], as: "admin"))?.status == 0
+                if !answered { usleep(100_000) }
+            }
+            takeovers.append(Date().timeIntervalSince(killedAt))
+            #expect(answered, "round \(round): the surviving replica never took over")
+            // The killed replica comes back and follows.
+            replicas[leader] = try TestServer(data: folders[leader], environment: environment, arguments: arguments)
+            box.replace(leader, with: CLISession(scratch: scratch, server: replicas[leader]))
+            usleep(500_000)
+            roundAcknowledged.stop()
+            while driver.isExecuting { usleep(20_000) }
+            for id in roundAcknowledged.jobs { acknowledged.job(id) }
+            for name in roundAcknowledged.objects { acknowledged.object(name) }
+            leader = survivor
+            // The leader's tiles and checkpoint trail its commits by at most about a second.
+            usleep(1_200_000)
+            let saved = scratch.path + "/checkpoint-\(round)"
+            try FileManager.default.copyItem(atPath: folders[leader] + "/audit/checkpoint", toPath: saved)
+            checkpoints.append(saved)
+        }
+        let sorted = takeovers.sorted()
+        print(
+            "failover: \(takeovers.count) rounds, takeover p50 \(sorted[sorted.count / 2]) s, max \(sorted.last ?? 0) s; "
+                + "\(acknowledged.jobs.count) jobs and \(acknowledged.objects.count) uploads acknowledged")
+        #expect((sorted.last ?? 99) < 10, "takeovers: \(takeovers)")
+        #expect(acknowledged.jobs.count >= 10 && acknowledged.objects.count >= 10)
+
+        // Every acknowledged job is there and ends; none ran twice, and each that succeeded ran once.
+        let session = box.sessions[leader]
+        var states: [String: String] = [:]
+        let deadline = Date().addingTimeInterval(120)
+        for id in acknowledged.jobs {
+            var state = ""
+            while Date() < deadline {
+                state = try session.json(["job", "show", id], as: "rita")["state"] as? String ?? ""
+                if ["succeeded", "failed", "cancelled"].contains(state) { break }
+                usleep(200_000)
+            }
+            states[id] = state
+        }
+        let ran = (try? String(contentsOfFile: scratch.path + "/ran", encoding: .utf8)) ?? ""
+        let runs = Dictionary(grouping: ran.split(separator: "\n").map(String.init), by: { $0 }).mapValues(\.count)
+        #expect(runs.values.allSatisfy { $0 == 1 }, "jobs that ran more than once: \(runs.filter { $0.value > 1 })")
+        for (id, state) in states {
+            #expect(["succeeded", "failed"].contains(state), "\(id) is \(state)")
+            if state == "succeeded" { #expect(runs[id] == 1, "\(id) succeeded without running") }
+        }
+        #expect(states.values.filter { $0 == "succeeded" }.count >= acknowledged.jobs.count / 2, "\(states)")
+
+        // Every acknowledged upload is listed and reads back.
+        let listed = try session.json(["dataset", "objects", dataset], as: "rita")
+        let names = Set((listed["items"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String })
+        for name in acknowledged.objects { #expect(names.contains(name), "upload \(name) was lost") }
+        if let name = acknowledged.objects.last {
+            let read = try session.run(
+                ["dataset", "download", dataset, name, "--out", scratch.path + "/read-back"], as: "rita")
+            #expect(read.status == 0, "\(read.stderr)")
+            #expect(
+                FileManager.default.contentsEqual(
+                    atPath: scratch.path + "/read-back", andPath: scratch.path + "/" + name))
+        }
+
+        // One history: the last leader's log verifies and extends every checkpoint seen after each round, and
+        // it records every acknowledged submission.
+        replicas[1 - leader].stop()
+        replicas[leader].stop()
+        let log = folders[leader] + "/audit"
+        let vkey = folders[leader] + "/keys/audit.vkey"
+        for checkpoint in checkpoints {
+            let verify = try CLI.run(["audit", "verify", "--log", log, "--vkey", vkey, "--trusted", checkpoint])
+            #expect(verify.status == 0, "\(checkpoint): \(verify.stderr)")
+        }
+        let events = try CLI.run(["audit", "export", "--log", log, "--format", "jsonl"]).text
+        for id in acknowledged.jobs { #expect(events.contains(id), "the submission of \(id) is not in the audit log") }
+    }
+}
+
+/// The CLI sessions of the two replicas, replaced as replicas restart.
+final class SessionBox: @unchecked Sendable {
+    // Safe: `current` is touched only with `lock` held.
+    private let lock = NSLock()
+    private var current: [CLISession]
+
+    init(_ sessions: [CLISession]) { current = sessions }
+
+    var sessions: [CLISession] { lock.withLock { current } }
+    func replace(_ index: Int, with session: CLISession) { lock.withLock { current[index] = session } }
+}
