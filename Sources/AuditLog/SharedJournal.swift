@@ -90,7 +90,7 @@ public final class MemorySharedJournal: SharedJournal {
         try stored.withLock { records in
             let end = records.last?.endIndex ?? 0
             guard record.firstIndex == end else {
-                throw SharedJournalConflict(expected: end, offered: record.firstIndex)
+                throw SharedJournalConflict(expected: end, offered: record.firstIndex).error
             }
             records.append(record)
         }
@@ -99,6 +99,12 @@ public final class MemorySharedJournal: SharedJournal {
     public func records(from index: UInt64, limit: Int) throws -> [JournalRecord] {
         stored.withLock { records in Array(records.filter { $0.firstIndex >= index }.prefix(limit)) }
     }
+}
+
+/// The error codes of shared journals.
+public enum SharedJournalCodes {
+    /// A batch offered somewhere other than where the shared log ends: another writer appended first.
+    public static let conflict = "audit.shared.conflict"
 }
 
 /// The error of a batch offered to a shared journal somewhere other than where it ends.
@@ -114,4 +120,7 @@ public struct SharedJournalConflict: Error, CustomStringConvertible {
     public var description: String {
         "the shared audit log ends at entry \(expected), not \(offered): another replica appended to it"
     }
+
+    /// As the error the log reports.
+    public var error: CaduceusError { CaduceusError(code: SharedJournalCodes.conflict, message: description) }
 }

@@ -245,6 +245,9 @@ public final class TransparencyLog: @unchecked Sendable {
 
     private func commit(_ batch: [(entry: [UInt8], waiter: Waiter)]) {
         let first = committer.frontier.size
+        // With a shared journal a batch may be refused for a while (the database is away); the state before it
+        // is kept to go back to.
+        let before = options.shared == nil ? nil : (committer.frontier, tiles, committer.signer)
         do {
             let previousRoot = committer.frontier.root
             for item in batch {
@@ -256,7 +259,21 @@ public final class TransparencyLog: @unchecked Sendable {
             let next = Checkpoint(origin: origin, size: committer.frontier.size, root: committer.frontier.root)
             let signed = try committer.signer.sign(next, extending: previousRoot)
             let record = JournalRecord(firstIndex: first, entries: batch.map(\.entry), checkpointNote: signed.note)
-            try options.shared?.append(record)
+            if let sharedJournal = options.shared {
+                do {
+                    try sharedJournal.append(record)
+                } catch let error as CaduceusError where error.code != SharedJournalCodes.conflict {
+                    // The database could not be reached: this batch is refused and forgotten, and the log
+                    // goes on once it can be. Had the database recorded it after all, the next batch finds
+                    // the log longer than this one thinks and the log fails closed.
+                    (committer.frontier, tiles, committer.signer) = before!
+                    logger.error("the shared audit journal refused a batch", metadata: ["error": "\(error)"])
+                    let failure = CaduceusError(
+                        code: "audit.unavailable", message: "the audit log cannot be written now", underlying: error)
+                    for item in batch { item.waiter.resume(throwing: failure) }
+                    return
+                }
+            }
             try committer.journal.append(record.encoded())
             lock.withLock {
                 shared.latest = signed

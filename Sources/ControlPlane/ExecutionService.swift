@@ -57,8 +57,9 @@ final class ExecutionService: JobReporter, Sendable {
     /// Ends `run`.
     func finish() { kicks.finish() }
 
-    /// Launches what should run and is not launched; stops what is launched and should not run; fails jobs
-    /// recorded as running whose process the runner does not know (it was lost in a restart).
+    /// Launches what should run and is not launched; stops what is launched and should not run; adopts jobs
+    /// recorded as running that the runner does not track but whose work still runs (Slurm keeps running
+    /// jobs across a restart), and fails the others (their process was lost in a restart).
     func reconcile() async {
         do {
             let jobs = try await fleet.unfinishedJobs()
@@ -74,6 +75,9 @@ final class ExecutionService: JobReporter, Sendable {
             where !active.contains(key) {
                 guard let node = nodes[key] else { continue }
                 if job.state == .running {
+                    if let launch = try await launch(for: job, key: key), await runner.adopt(launch, reporter: self) {
+                        continue
+                    }
                     let killed = await runner.reclaim(job.id, on: node)
                     try await finish(
                         key, succeeded: false,

@@ -31,6 +31,15 @@ public protocol JobRunner: Sendable {
     /// Kills whatever is left on `node` of a job this runner no longer tracks (after a restart) and erases
     /// its scratch; returns the processes killed (a remote agent does it later and reports 0).
     func reclaim(_ job: JobID, on node: NodeID) async -> Int
+    /// Takes over a launch recorded as running that this runner does not track — the control plane restarted,
+    /// or another replica took the lead — when its work still exists where it runs, following it from now on
+    /// as if this runner had launched it. Returns whether it did; a job not adopted is reclaimed and failed.
+    func adopt(_ launch: JobLaunch, reporter: any JobReporter) async -> Bool
+}
+
+extension JobRunner {
+    /// A runner whose work does not outlive the control plane adopts nothing.
+    public func adopt(_ launch: JobLaunch, reporter: any JobReporter) async -> Bool { false }
 }
 
 /// What a runner tells the control plane.
@@ -227,6 +236,10 @@ public struct JobRunners: JobRunner {
 
     public func reclaim(_ job: JobID, on node: NodeID) async -> Int {
         await runners.first { $0.serves(node: node) }?.reclaim(job, on: node) ?? 0
+    }
+
+    public func adopt(_ launch: JobLaunch, reporter: any JobReporter) async -> Bool {
+        await runners.first { $0.serves(node: launch.node) }?.adopt(launch, reporter: reporter) ?? false
     }
 
     /// The files of the runner that holds the job's log, plain or sealed (`<file>.sealed`).

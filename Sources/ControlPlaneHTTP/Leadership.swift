@@ -69,9 +69,10 @@ final class Leadership: Sendable {
     func lead() async throws {
         let data = configuration.dataDirectory
         let auditKeys = try AuditKeys.loadOrCreate(directory: data + "/keys", origin: configuration.auditOrigin)
-        var options = TransparencyLogOptions()
-        if forwarding != nil { options.shared = database.auditJournal }
-        let trail = try AuditTrail(directory: data + "/audit", keys: auditKeys, options: options, logger: logger)
+        // Catching up from the shared journal blocks on the database: off the concurrency pool.
+        let trail = try await DedicatedThread.run { [self] in
+            try AuditTrail(directory: data + "/audit", keys: auditKeys, options: auditOptions, logger: logger)
+        }
         do {
             try await start(trail: trail, auditKeys: auditKeys)
         } catch {
@@ -143,14 +144,39 @@ final class Leadership: Sendable {
         )
     }
 
+    /// The audit log's options: on PostgreSQL, the shared journal is its durable record.
+    private var auditOptions: TransparencyLogOptions {
+        var options = TransparencyLogOptions()
+        if forwarding != nil { options.shared = database.auditJournal }
+        return options
+    }
+
+    /// While another replica leads: brings this replica's audit tiles and checkpoint up to the shared journal,
+    /// so that its `audit/` folder, too, holds the whole history for proofs and offline verification.
+    func catchUpAudit() async {
+        guard forwarding != nil, !isLeading else { return }
+        let data = configuration.dataDirectory
+        do {
+            let keys = try AuditKeys.loadOrCreate(directory: data + "/keys", origin: configuration.auditOrigin)
+            let log = try await DedicatedThread.run { [self] in
+                try TransparencyLog(
+                    directory: data + "/audit", signer: keys.signer, options: auditOptions, logger: logger)
+            }
+            try await log.close()
+        } catch {
+            logger.warning("cannot bring the audit log up to the shared journal", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// Commits what the audit trail holds and stops it.
     func close() async throws {
         if let trail = started.withLock({ $0?.trail }) { try await trail.close() }
     }
 }
 
-/// Waits until this replica leads (at once, on SQLite), starts the control plane if it is not yet running,
-/// and runs its single-owner services until shutdown.
+/// Waits until this replica leads (at once, on SQLite), keeping its audit folder up to the shared journal
+/// meanwhile, starts the control plane if it is not yet running, and runs its single-owner services until
+/// shutdown.
 struct LeaderService: Service {
     let replica: ReplicaService
     let leadership: Leadership
@@ -158,8 +184,13 @@ struct LeaderService: Service {
     func run() async throws {
         if !leadership.isLeading {
             let leads = await cancelWhenGracefulShutdown { () -> Bool in
+                var lastCatchUp = ContinuousClock.now
                 while !Task.isCancelled {
                     if replica.isLeader { return true }
+                    if ContinuousClock.now - lastCatchUp > .seconds(5) {
+                        await leadership.catchUpAudit()
+                        lastCatchUp = ContinuousClock.now
+                    }
                     try? await Task.sleep(for: .milliseconds(200))
                 }
                 return false

@@ -41,7 +41,7 @@ public final class SQLAuditJournal: SharedJournal {
                     ).run()
                 }
             } catch let conflict as SharedJournalConflict {
-                throw CaduceusError(code: "audit.shared.conflict", message: conflict.description)
+                throw conflict.error
             } catch {
                 throw SQLErrors.translate(error)
             }

@@ -216,6 +216,33 @@ public final class SlurmRunner: JobRunner {
         }
     }
 
+    /// Follows the Slurm job of a launch made before this control plane (re)started: the job of the launch's
+    /// name that Slurm still knows, running or ended — its end is then reported as if it had been followed
+    /// all along. Nothing is adopted when Slurm has no such job or cannot be asked.
+    public func adopt(_ launch: JobLaunch, reporter: any JobReporter) async -> Bool {
+        let name = Self.jobNamePrefix(launch.key.job) + String(launch.key.attempt)
+        let found: SlurmJob?
+        do {
+            found = try await client.jobs().last { $0.name == name }
+        } catch {
+            logger.error(
+                "cannot ask Slurm for a job to adopt", metadata: ["job": "\(launch.key)", "error": "\(error)"])
+            return false
+        }
+        guard let found else { return false }
+        let taken = state.withLock { state -> Bool in
+            guard state.launches[launch.key] == nil else { return false }
+            state.launches[launch.key] = Tracked(launch: launch, reporter: reporter, slurmID: found.job_id)
+            return true
+        }
+        if taken {
+            logger.notice(
+                "following a Slurm job launched before this control plane started",
+                metadata: ["job": "\(launch.key)", "slurm": "\(found.job_id)", "state": "\(found.job_state ?? "?")"])
+        }
+        return taken
+    }
+
     // MARK: Submitting
 
     static func jobNamePrefix(_ job: JobID) -> String { "caduceus-\(job.rawValue)-" }

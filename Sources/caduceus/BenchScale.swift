@@ -1,6 +1,7 @@
 import ArgumentParser
 import CaduceusCore
 import Foundation
+import NIOHTTP1
 import Persistence
 
 /// `caduceus bench scale`: audited API writes on SQLite, on PostgreSQL with one replica and with two, and
@@ -158,39 +159,32 @@ struct BenchScale: AsyncParsableCommand {
             errors: results.map(\.errors).reduce(0, +))
     }
 
-    /// Two replicas; the leader is killed; seconds until the other holds the lease.
+    /// Two replicas; the leader is killed; seconds until the other one answers the API as the new leader.
     func failover(database: DatabaseURL, scratch: String) async throws -> Double {
         let servers = try ServeProcess.replicas(2, database: database, scratch: scratch)
         defer { servers.forEach { $0.stop() } }
-        let observer = try await Database.openPostgres(database)
+        let client = try APIClient(server: servers[1].url, token: nil, caCertificate: servers[1].data + "/tls/ca.pem")
         do {
-            let seconds = try await takeover(servers, observer)
-            try await observer.close()
+            let seconds = try await takeover(servers, client)
+            await client.shutdown()
             return seconds
         } catch {
-            try? await observer.close()
+            await client.shutdown()
             throw error
         }
     }
 
-    private func takeover(_ servers: [ServeProcess], _ observer: Database) async throws -> Double {
+    private func takeover(_ servers: [ServeProcess], _ survivor: APIClient) async throws -> Double {
+        // The first replica started first and leads; the second answers by forwarding to it.
         let deadline = Date().addingTimeInterval(30)
-        var leader: LeaseRecord?
-        while Date() < deadline {
-            leader = try await observer.cluster.lease("leader")
-            if leader != nil { break }
+        while (try? await survivor.send(.GET, "/v1/openapi.json")) == nil {
+            guard Date() < deadline else { throw CLIError("the follower never answered through the leader") }
             try await Task.sleep(for: .milliseconds(100))
         }
-        guard let leader else { throw CLIError("no replica took the lead") }
-        // The first replica started first and leads; it is the one killed.
         servers[0].kill()
         let killed = Date()
         while Date().timeIntervalSince(killed) < 60 {
-            if let now = try await observer.cluster.lease("leader"), now.holder != leader.holder,
-                now.expiresAt.millisecondsSinceEpoch > SystemWallClock().now().millisecondsSinceEpoch
-            {
-                return Date().timeIntervalSince(killed)
-            }
+            if (try? await survivor.send(.GET, "/v1/openapi.json")) != nil { return Date().timeIntervalSince(killed) }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw CLIError("no replica took over within 60 s")

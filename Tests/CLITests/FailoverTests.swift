@@ -191,6 +191,14 @@ struct FailoverTests {
             let verify = try CLI.run(["audit", "verify", "--log", log, "--vkey", vkey, "--trusted", checkpoint])
             #expect(verify.status == 0, "\(checkpoint): \(verify.stderr)")
         }
+        // The follower kept its own folder up to the shared journal: it verifies, and the leader's extends it.
+        let followerLog = folders[1 - leader] + "/audit"
+        let follower = try CLI.run(["audit", "verify", "--log", followerLog, "--vkey", vkey])
+        #expect(follower.status == 0, "\(follower.stderr)")
+        let extends = try CLI.run([
+            "audit", "verify", "--log", log, "--vkey", vkey, "--trusted", followerLog + "/checkpoint",
+        ])
+        #expect(extends.status == 0, "\(extends.stderr)")
         let events = try CLI.run(["audit", "export", "--log", log, "--format", "jsonl"]).text
         for id in acknowledged.jobs { #expect(events.contains(id), "the submission of \(id) is not in the audit log") }
     }

@@ -136,6 +136,27 @@ struct SlurmEndToEndTests {
         #expect(try server.get("/readyz").0 == 200)
     }
 
+    @Test("the control plane restarts while a Slurm job runs: it follows the job on, which succeeds, run once")
+    func restartAdoptsRunningJobs() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        var server = try server(scratch, partitions: "st-marys=debug")
+        defer { server.stop() }
+        let session = CLISession(scratch: scratch, server: server)
+        let (_, project, _, _) = try slurmTenant(session)
+        let submit = ["job", "submit", "--project", project, "--class", "batch", "--gpus-per-node", "1", "--"]
+        let job = try session.id(submit + ["/bin/sh", "-c", "sleep 6; echo outlived the control plane"], as: "rita")
+        _ = try wait(for: job, in: ["running"], session)
+        server.kill()
+        server = try self.server(scratch, partitions: "st-marys=debug")
+        let again = CLISession(scratch: scratch, server: server)
+        let done = try wait(for: job, in: ["succeeded", "failed"], again, seconds: 60)
+        #expect(done["state"] as? String == "succeeded", "\(done) \(server.logText.suffix(3000))")
+        #expect(try slurmJobs(named: "caduceus-\(job)-").count == 1, "submitted to Slurm exactly once")
+        let output = try again.run(["job", "logs", job], as: "rita")
+        #expect(output.text.contains("outlived the control plane"), "\(output.text) \(output.stderr)")
+    }
+
     @Test("jobs run in Slurm on the chosen node with gpu GRES; fail with Slurm's words; cancel; preemption; scrubs")
     func jobsRunInSlurm() throws {
         let scratch = try Scratch()

@@ -1,0 +1,70 @@
+import AuditLog
+import CaduceusCore
+import CaduceusTesting
+import Foundation
+import Persistence
+import Testing
+
+/// The audit log's shared journal in the database: batches recorded only where the log ends, read back
+/// intact, and two writers racing for the same place never both recorded.
+struct AuditJournalTests {
+    /// Runs `work` on a thread of its own, as the audit log's committer does: the journal blocks its caller.
+    static func onThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try work() }) }.start()
+        }
+    }
+
+    static func batch(_ first: UInt64, _ count: Int, tag: String = "") -> JournalRecord {
+        JournalRecord(
+            firstIndex: first, entries: (0..<count).map { Array("entry \(first + UInt64($0))\(tag)".utf8) },
+            checkpointNote: Array("note \(first)\(tag)\n".utf8))
+    }
+
+    @Test("batches are recorded where the log ends and read back intact", arguments: TestDatabase.engines)
+    func appendAndRead(engine: StoreEngine) async throws {
+        try await TestDatabase.with(engine) { database in
+            let journal = database.auditJournal
+            #expect(try await Self.onThread { try journal.last() } == nil)
+            try await Self.onThread { try journal.append(Self.batch(0, 3)) }
+            try await Self.onThread { try journal.append(Self.batch(3, 2)) }
+            // Not where the log ends: refused, nothing recorded.
+            await #expect(throws: CaduceusError.self) {
+                try await Self.onThread { try journal.append(Self.batch(3, 1)) }
+            }
+            await #expect(throws: CaduceusError.self) {
+                try await Self.onThread { try journal.append(Self.batch(9, 1)) }
+            }
+            #expect(try await Self.onThread { try journal.last() } == Self.batch(3, 2))
+            #expect(
+                try await Self.onThread { try journal.records(from: 0, limit: 10) } == [
+                    Self.batch(0, 3), Self.batch(3, 2),
+                ])
+            #expect(try await Self.onThread { try journal.records(from: 3, limit: 10) } == [Self.batch(3, 2)])
+            #expect(try await Self.onThread { try journal.records(from: 0, limit: 1) } == [Self.batch(0, 3)])
+        }
+    }
+
+    @Test("writers racing for the same place: exactly one is recorded", arguments: TestDatabase.engines)
+    func racingWriters(engine: StoreEngine) async throws {
+        try await TestDatabase.with(engine) { database in
+            let journal = database.auditJournal
+            try await Self.onThread { try journal.append(Self.batch(0, 1)) }
+            let outcomes = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for writer in 0..<6 {
+                    group.addTask {
+                        try await Self.onThread {
+                            (try? journal.append(Self.batch(1, 2, tag: " by \(writer)"))) != nil
+                        }
+                    }
+                }
+                var all: [Bool] = []
+                for try await outcome in group { all.append(outcome) }
+                return all
+            }
+            #expect(outcomes.filter { $0 }.count == 1)
+            let records = try await Self.onThread { try journal.records(from: 0, limit: 10) }
+            #expect(records.map(\.firstIndex) == [0, 1])
+        }
+    }
+}
