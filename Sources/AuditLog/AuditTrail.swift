@@ -7,14 +7,17 @@ public final class AuditTrail: Sendable {
     public let log: TransparencyLog
     /// The sealed details payloads.
     public let payloads: PayloadStore
+    /// Where payloads are stored first when replicas share the log.
+    public let sharedPayloads: (any SharedPayloads)?
 
     /// Opens (or creates) the trail in `directory` with `keys`.
     public init(
         directory: String, keys: AuditKeys, options: TransparencyLogOptions = TransparencyLogOptions(),
-        logger: Logger = Logger(label: "caduceus.audit")
+        sharedPayloads: (any SharedPayloads)? = nil, logger: Logger = Logger(label: "caduceus.audit")
     ) throws {
         log = try TransparencyLog(directory: directory, signer: keys.signer, options: options, logger: logger)
         payloads = PayloadStore(directory: directory + "/payloads", key: keys.payloadKey)
+        self.sharedPayloads = sharedPayloads
     }
 
     /// Checks `event` (in `canonicalEntry`), seals `details` (if any) and commits to them in the event, and appends it durably.
@@ -28,7 +31,10 @@ public final class AuditTrail: Sendable {
                 throw CaduceusError(
                     code: "audit.event.malformed", message: "an event with details may not name a payload")
             }
-            event.payload = try payloads.put(try CanonicalJSON.encode(details))
+            let (commitment, sealed) = try payloads.seal(try CanonicalJSON.encode(details))
+            try await sharedPayloads?.put(commitment, sealed: sealed)
+            try payloads.store(commitment, sealed: sealed)
+            event.payload = commitment
         }
         return try await log.append(try event.canonicalEntry())
     }

@@ -29,15 +29,41 @@ public struct PayloadStore: Sendable {
 
     /// Seals and durably stores `payload`; returns its commitment for the audit event.
     public func put(_ payload: [UInt8]) throws -> String {
+        let (commitment, sealed) = try seal(payload)
+        try store(commitment, sealed: sealed)
+        return commitment
+    }
+
+    /// Seals `payload` under a fresh salt: its commitment and the sealed bytes, stored nowhere yet.
+    public func seal(_ payload: [UInt8]) throws -> (commitment: String, sealed: [UInt8]) {
         let salt = Array(SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) })
         let commitment = Self.commitment(payload: payload, salt: salt)
         let sealed = try AES.GCM.seal(salt + payload, using: key, authenticating: Array(commitment.utf8))
         guard let combined = sealed.combined else {
             throw CaduceusError(code: "audit.payload", message: "cannot seal an audit payload")
         }
+        return (commitment, Array(combined))
+    }
+
+    /// Durably stores sealed bytes (from `seal`, here or on another replica) under their commitment.
+    public func store(_ commitment: String, sealed: [UInt8]) throws {
+        guard Self.isCommitment(commitment) else {
+            throw CaduceusError(code: "audit.payload", message: "\(commitment) is not a payload commitment")
+        }
         try FileSystem.makeDirectories(directory)
-        try FileSystem.writeAtomically(path(for: commitment), Array(combined), mode: 0o600)
-        return commitment
+        try FileSystem.writeAtomically(path(for: commitment), sealed, mode: 0o600)
+    }
+
+    /// Whether the payload with `commitment` is stored here.
+    public func contains(_ commitment: String) -> Bool {
+        Self.isCommitment(commitment) && FileSystem.exists(path(for: commitment))
+    }
+
+    /// `sha256:` and 64 lower-case hex digits.
+    static func isCommitment(_ text: String) -> Bool {
+        let hex = text.replacingPrefix("sha256:")
+        return text.hasPrefix("sha256:") && hex.utf8.count == 64
+            && hex.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
     /// Opens the payload with `commitment`, checking it against the commitment; nil if it was deleted.

@@ -110,6 +110,9 @@ public final class TransparencyLog: @unchecked Sendable {
     /// The newest signed checkpoint: every entry it covers is durable.
     public var checkpoint: SignedCheckpoint { lock.withLock { shared.latest } }
 
+    /// Why the log refuses appends, once it has failed closed; nil while it works.
+    public var failure: CaduceusError? { lock.withLock { shared.failure } }
+
     /// The newest checkpoint whose tiles are all on disk: proofs can be built against it.
     public var materializedCheckpoint: SignedCheckpoint { lock.withLock { shared.materialized } }
 

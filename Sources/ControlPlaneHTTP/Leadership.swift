@@ -70,10 +70,18 @@ final class Leadership: Sendable {
         let data = configuration.dataDirectory
         let auditKeys = try AuditKeys.loadOrCreate(directory: data + "/keys", origin: configuration.auditOrigin)
         // Catching up from the shared journal blocks on the database: off the concurrency pool.
+        let shared = forwarding == nil ? nil : database.auditPayloads
         let trail = try await DedicatedThread.run { [self] in
-            try AuditTrail(directory: data + "/audit", keys: auditKeys, options: auditOptions, logger: logger)
+            try AuditTrail(
+                directory: data + "/audit", keys: auditKeys, options: auditOptions, sharedPayloads: shared,
+                logger: logger)
         }
         do {
+            if let shared {
+                try await AuditTrail.copyPayloads(
+                    log: data + "/audit", size: trail.log.materializedCheckpoint.checkpoint.size,
+                    payloads: trail.payloads, from: shared)
+            }
             try await start(trail: trail, auditKeys: auditKeys)
         } catch {
             try? await trail.close()
@@ -134,6 +142,7 @@ final class Leadership: Sendable {
         if !runners.isEmpty {
             services.append(JobService(plane: plane, runner: runners.count == 1 ? runners[0] : JobRunners(runners)))
         }
+        if forwarding != nil { services.append(AuditWatch(log: trail.log)) }
         let router = try CaduceusServer.makeRouter(
             plane: plane, logger: logger, metrics: ServerMetrics(trail: trail), caPEM: ca.caCertificatePEM,
             clusterStatus: clusterStatus, readiness: readiness, forwarding: forwarding)
@@ -163,6 +172,10 @@ final class Leadership: Sendable {
                     directory: data + "/audit", signer: keys.signer, options: auditOptions, logger: logger)
             }
             try await log.close()
+            try await AuditTrail.copyPayloads(
+                log: data + "/audit", size: log.materializedCheckpoint.checkpoint.size,
+                payloads: PayloadStore(directory: data + "/audit/payloads", key: keys.payloadKey),
+                from: database.auditPayloads)
         } catch {
             logger.warning("cannot bring the audit log up to the shared journal", metadata: ["error": "\(error)"])
         }
@@ -204,5 +217,24 @@ struct LeaderService: Service {
             return
         }
         try await ServiceGroup(services: services, logger: replica.logger).run()
+    }
+}
+
+/// On a replica of several: once the audit log has failed closed (the shared journal holds a batch this
+/// replica did not expect, or the local disk failed), the replica stops, so that it leaves the lead to one
+/// that starts from the shared journal rather than refusing every request.
+struct AuditWatch: Service {
+    let log: TransparencyLog
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                if let failure = log.failure {
+                    throw CaduceusError(
+                        code: "audit.failed", message: "the audit log failed closed; this replica stops: \(failure)")
+                }
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
     }
 }

@@ -94,7 +94,8 @@ public enum CaduceusServer {
             onRunning: { port in
                 let shownHost =
                     (try? configuration.bindAddress().host).map { $0 == "0.0.0.0" ? host : $0 } ?? "localhost"
-                replica.listening(at: "https://\(shownHost):\(port)")
+                let advertised = configuration.advertiseURL
+                replica.listening(at: advertised.isEmpty ? "https://\(shownHost):\(port)" : advertised)
                 onStarted(
                     Started(
                         url: "https://\(shownHost):\(port)", port: port, caCertificatePath: ca.caCertificatePath,

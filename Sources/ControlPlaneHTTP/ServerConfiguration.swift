@@ -51,6 +51,9 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
     /// The directory the control plane and every Slurm node share for job logs, scratch and scrub records
     /// (default `<data>/slurm`).
     public var slurmSpool: String = ""
+    /// The `https://host:port` other replicas reach this one at (forwarding to the leader); empty: the
+    /// listening port on this host's name (or on the listening address, when it is not a wildcard).
+    public var advertiseURL: String = ""
     /// The caduceus-gpu program on the Slurm nodes.
     public var slurmGPUProgram: String = "caduceus-gpu"
     /// More options for its scrub on the nodes (`--fake-gpus 8` on a cluster of stand-ins).
@@ -61,7 +64,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         case fakeGPUs, localResidency, stopGraceSeconds, agentListen, agentTimeoutSeconds, agentCertificateDays
         case objectTiers, lifecycleIntervalMinutes
         case slurmURL, slurmUser, slurmTokenFile, slurmCACertificate, slurmPartitions, slurmSpool, slurmGPUProgram
-        case slurmGPUOptions
+        case slurmGPUOptions, advertiseURL
     }
 
     /// The defaults.
@@ -90,7 +93,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         ("CADUCEUS_SLURM_USER", "slurmUser"), ("CADUCEUS_SLURM_TOKEN_FILE", "slurmTokenFile"),
         ("CADUCEUS_SLURM_CA_CERTIFICATE", "slurmCACertificate"), ("CADUCEUS_SLURM_PARTITIONS", "slurmPartitions"),
         ("CADUCEUS_SLURM_SPOOL", "slurmSpool"), ("CADUCEUS_SLURM_GPU_PROGRAM", "slurmGPUProgram"),
-        ("CADUCEUS_SLURM_GPU_OPTIONS", "slurmGPUOptions"),
+        ("CADUCEUS_SLURM_GPU_OPTIONS", "slurmGPUOptions"), ("CADUCEUS_ADVERTISE_URL", "advertiseURL"),
     ]
 
     /// Resolves the configuration from a file (if given), the environment and flag overrides.
@@ -160,6 +163,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         case "slurmSpool": slurmSpool = value
         case "slurmGPUProgram": slurmGPUProgram = value
         case "slurmGPUOptions": slurmGPUOptions = value
+        case "advertiseURL": advertiseURL = value
         default: throw CaduceusError(code: "config.value", message: "unknown setting '\(key)'")
         }
     }
@@ -195,6 +199,10 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         _ = try bindAddress()
         _ = try agentBindAddress()
         if let databaseURL { _ = try DatabaseURL(databaseURL) }
+        guard advertiseURL.isEmpty || (advertiseURL.hasPrefix("https://") && URL(string: advertiseURL)?.host != nil)
+        else {
+            throw CaduceusError(code: "config.value", message: "advertiseURL must be https://HOST[:PORT]")
+        }
         _ = try slurmPartitionMap()
         guard !dataDirectory.isEmpty else {
             throw CaduceusError(code: "config.value", message: "dataDirectory is empty")
@@ -269,6 +277,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
             ("slurmTokenFile", slurmTokenFile), ("slurmCACertificate", slurmCACertificate),
             ("slurmPartitions", slurmPartitions), ("slurmSpool", slurmSpoolDirectory),
             ("slurmGPUProgram", slurmGPUProgram), ("slurmGPUOptions", slurmGPUOptions),
+            ("advertiseURL", advertiseURL),
         ]
     }
 

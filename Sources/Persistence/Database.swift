@@ -16,15 +16,22 @@ public final class Database: Sendable {
     public let cluster: SQLClusterStore
     /// The audit log's shared journal (distributed mode).
     public let auditJournal: SQLAuditJournal
+    /// The audit trail's shared payloads (distributed mode).
+    public let auditPayloads: SQLAuditPayloads
     let engine: any SQLEngine
+    /// The audit journal's own connections: a request's transaction may wait on an audit append while it holds
+    /// a connection of `engine`, so the append must never wait for one of those.
+    let auditEngine: (any SQLEngine)?
 
-    private init(engine: any SQLEngine) {
+    private init(engine: any SQLEngine, auditEngine: (any SQLEngine)? = nil) {
         self.engine = engine
+        self.auditEngine = auditEngine
         self.identity = SQLIdentityStore(engine: engine, pinned: nil)
         self.fleet = SQLFleetStore(engine: engine, pinned: nil)
         self.datasets = SQLDatasetStore(engine: engine, pinned: nil)
         self.cluster = SQLClusterStore(engine: engine)
-        self.auditJournal = SQLAuditJournal(engine: engine)
+        self.auditJournal = SQLAuditJournal(engine: auditEngine ?? engine)
+        self.auditPayloads = SQLAuditPayloads(engine: auditEngine ?? engine)
     }
 
     /// Which engine holds the data: `sqlite` or `postgres`.
@@ -61,13 +68,14 @@ public final class Database: Sendable {
     public static func openPostgres(
         _ url: DatabaseURL, clock: any WallClock = SystemWallClock(), logger: Logger = Logger(label: "caduceus.db")
     ) async throws -> Database {
-        let engine = PostgresEngine(
-            configuration: try url.connectionConfiguration(), poolSize: url.poolSize, logger: logger)
-        let database = Database(engine: engine)
+        let configuration = try url.connectionConfiguration()
+        let engine = PostgresEngine(configuration: configuration, poolSize: url.poolSize, logger: logger)
+        let database = Database(
+            engine: engine, auditEngine: PostgresEngine(configuration: configuration, poolSize: 2, logger: logger))
         do {
             try await database.ping()
         } catch {
-            try? await engine.close()
+            try? await database.close()
             throw CaduceusError(
                 code: "store.unavailable",
                 message: "cannot connect to \(url.redacted): \(SQLErrors.translate(error).message)")
@@ -97,6 +105,7 @@ public final class Database: Sendable {
 
     /// Closes every connection.
     public func close() async throws {
+        try await auditEngine?.close()
         try await engine.close()
     }
 

@@ -199,7 +199,8 @@ enum Migrations {
                 """
                 CREATE TABLE audit_batches (
                     first_index BIGINT PRIMARY KEY, end_index BIGINT NOT NULL UNIQUE, record TEXT NOT NULL)
-                """
+                """,
+                "CREATE TABLE audit_payloads (commitment TEXT PRIMARY KEY, sealed TEXT NOT NULL)",
             ]),
     ]
 

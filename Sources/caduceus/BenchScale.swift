@@ -14,8 +14,9 @@ struct BenchScale: AsyncParsableCommand {
             Starts `caduceus serve` processes on scratch data directories and free loopback ports. Writes are \
             POST /v1/tenants by the bootstrap administrator (each one authenticated, stored and audited), driven \
             by wrk (Debian package 'wrk'). PostgreSQL runs need --postgres: a URL whose user may create \
-            databases (each run gets a new one). Failover: two replicas, the leader killed with SIGKILL, and the \
-            time until the other holds the lease, over --rounds rounds.
+            databases (each run gets a new one). With two replicas the follower forwards its share to the leader. \
+            Failover: two replicas, the leader killed with SIGKILL, and the time until the other one answers the \
+            API as the new leader, over --rounds rounds.
             """
     )
 

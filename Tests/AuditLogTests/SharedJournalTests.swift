@@ -125,4 +125,47 @@ struct SharedJournalTests {
         let entries = try shared.inner.records(from: 0, limit: 10).flatMap(\.entries)
         #expect(entries.map { String(decoding: $0, as: UTF8.self) } == ["before", "after"])
     }
+
+    /// Shared payloads in memory.
+    final class MemoryPayloads: SharedPayloads {
+        let stored = Mutex<[String: [UInt8]]>([:])
+        func put(_ commitment: String, sealed: [UInt8]) async throws {
+            stored.withLock { $0[commitment] = sealed }
+        }
+        func get(_ commitment: String) async throws -> [UInt8]? { stored.withLock { $0[commitment] } }
+    }
+
+    @Test("details recorded on one replica are copied to another that catches up, and open there")
+    func payloadsFollowTheLog() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let keys = try AuditKeys.loadOrCreate(directory: dir.path + "/keys", origin: "test.caduceus/audit")
+        let journal = MemorySharedJournal()
+        let payloads = MemoryPayloads()
+        let first = try AuditTrail(
+            directory: dir.path + "/a", keys: keys, options: Self.options(journal), sharedPayloads: payloads)
+        var commitments: [String] = []
+        for n in 0..<300 {
+            let index = try await first.record(
+                sampleEvent(n), details: n % 3 == 0 ? .object(["n": .integer(Int64(n))]) : nil)
+            #expect(index == UInt64(n))
+        }
+        try await first.close()
+        commitments = payloads.stored.withLock { Array($0.keys) }
+        #expect(commitments.count == 100)
+
+        let second = try AuditTrail(
+            directory: dir.path + "/b", keys: keys, options: Self.options(journal), sharedPayloads: payloads)
+        let size = second.log.materializedCheckpoint.checkpoint.size
+        #expect(size == 300)
+        let copied = try await AuditTrail.copyPayloads(
+            log: dir.path + "/b", size: size, payloads: second.payloads, from: payloads)
+        #expect(copied == 100)
+        for commitment in commitments { #expect(try second.payloads.get(commitment) != nil) }
+        // Copied once: a second pass starts where the first stopped.
+        #expect(
+            try await AuditTrail.copyPayloads(
+                log: dir.path + "/b", size: size, payloads: second.payloads, from: payloads) == 0)
+        try await second.close()
+    }
 }

@@ -201,6 +201,19 @@ struct FailoverTests {
         #expect(extends.status == 0, "\(extends.stderr)")
         let events = try CLI.run(["audit", "export", "--log", log, "--format", "jsonl"]).text
         for id in acknowledged.jobs { #expect(events.contains(id), "the submission of \(id) is not in the audit log") }
+        // Every event's sealed details reached the last leader, whichever replica recorded it, and open.
+        let commitments = events.split(separator: "\n").compactMap { line in
+            (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["payload"] as? String
+        }
+        #expect(commitments.count >= acknowledged.objects.count)
+        let missing = commitments.filter {
+            !FileManager.default.fileExists(atPath: log + "/payloads/" + $0.dropFirst("sha256:".count))
+        }
+        #expect(missing.isEmpty, "\(missing.count) of \(commitments.count) payloads missing")
+        if let first = commitments.first {
+            let opened = try CLI.run(["audit", "payload", "--log", log, first])
+            #expect(opened.status == 0 && opened.text.hasPrefix("{"), "\(opened.stderr)")
+        }
     }
 }
 
