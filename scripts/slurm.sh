@@ -81,6 +81,8 @@ SlurmdPort=$((40000 + RANDOM % 20000))
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SchedulerType=sched/backfill
+# Caduceus submits only jobs whose GPUs are free now: start each at once rather than batching starts.
+SchedulerParameters=batch_sched_delay=0
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 GresTypes=gpu

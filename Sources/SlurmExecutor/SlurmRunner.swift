@@ -96,6 +96,8 @@ public final class SlurmRunner: JobRunner {
         var started = false
         /// The Slurm job sanitising each node, while it runs.
         var sanitizing: [NodeID: Int] = [:]
+        /// Launches whose end is being reported: still this runner's until the control plane has recorded it.
+        var ending: Set<LaunchKey> = []
     }
 
     public let settings: Settings
@@ -145,7 +147,7 @@ public final class SlurmRunner: JobRunner {
         }
     }
 
-    public func active() async -> Set<LaunchKey> { state.withLock { Set($0.launches.keys) } }
+    public func active() async -> Set<LaunchKey> { state.withLock { Set($0.launches.keys).union($0.ending) } }
 
     public func launch(_ launch: JobLaunch, reporter: any JobReporter) async {
         let taken = state.withLock { state -> Bool in
@@ -361,7 +363,11 @@ public final class SlurmRunner: JobRunner {
         if !submitted.isEmpty {
             do {
                 let jobs = Dictionary(try await client.jobs().map { ($0.job_id, $0) }, uniquingKeysWith: { $1 })
-                for (key, id) in submitted { await follow(key, id, jobs[id]) }
+                // Each job's end is recorded (and its logs sealed) on its own, so that a wave of jobs ending
+                // together frees its GPUs together.
+                await withTaskGroup(of: Void.self) { group in
+                    for (key, id) in submitted { group.addTask { await self.follow(key, id, jobs[id]) } }
+                }
             } catch {
                 // Nothing is decided while slurmrestd is away: the jobs are followed again once it answers.
                 logger.warning("cannot poll slurmrestd", metadata: ["error": "\(error)"])
@@ -409,7 +415,15 @@ public final class SlurmRunner: JobRunner {
     }
 
     private func end(_ key: LaunchKey, succeeded: Bool, _ description: String) async {
-        guard let tracked = state.withLock({ $0.launches.removeValue(forKey: key) }) else { return }
+        guard
+            let tracked = state.withLock({ state in
+                state.launches.removeValue(forKey: key).map { tracked in
+                    state.ending.insert(key)
+                    return tracked
+                }
+            })
+        else { return }
+        defer { _ = state.withLock { $0.ending.remove(key) } }
         let bytes = [false, true].reduce(0) { total, stderr in
             let size = (try? FileManager.default.attributesOfItem(atPath: logPath(key.job, stderr: stderr))[.size])
             return total + ((size as? Int) ?? 0)
