@@ -87,6 +87,15 @@ struct PostgresEndToEndTests {
             "postgres://caduceus:hunter2@db.example.org/caduceus",
         ])
         #expect(shown.status == 0 && shown.text.contains("db.example.org") && !shown.text.contains("hunter2"))
+        // The address other replicas forward to: shown, and refused unless it is HTTPS.
+        let advertised = try CLI.run(
+            ["config", "show", "--data-dir", scratch.path + "/data"],
+            environment: ["CADUCEUS_ADVERTISE_URL": "https://cp1.example.org:8443"])
+        #expect(advertised.status == 0 && advertised.text.contains("https://cp1.example.org:8443"))
+        let plain = try CLI.run(
+            ["config", "show", "--data-dir", scratch.path + "/data"],
+            environment: ["CADUCEUS_ADVERTISE_URL": "http://cp1.example.org:8080"])
+        #expect(plain.status != 0 && plain.stderr.contains("advertiseURL"), "\(plain.stderr)")
     }
 
     @Test("two replicas share one database: both listed, one leads; SIGKILL the leader and the other takes over")
