@@ -25,6 +25,9 @@ public struct TransparencyLogOptions: Sendable {
 /// appender in it is told its index. Tiles, entry bundles and the `checkpoint` file are materialised from
 /// the committed tree in the background (and on `sync()` and `close()`); after a crash they are rebuilt
 /// from the journal when the log is opened again.
+///
+/// With a shared journal (`TransparencyLogOptions.shared`, several replicas) each batch is recorded there
+/// first, where the log ends or not at all; opening the log catches it up from the shared journal.
 public final class TransparencyLog: @unchecked Sendable {
     // Safe: `shared` is read and written only with `lock` held; `committer` only by the committer thread
     // once it runs (and by `init` before it starts), and so is `tiles`; `materializer` only by the
