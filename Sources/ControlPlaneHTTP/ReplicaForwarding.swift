@@ -55,6 +55,8 @@ final class ReplicaResponder: Sendable {
         default: break
         }
         do {
+            // The leader's metrics are for its own loopback scrapes, never relayed.
+            guard request.uri.path != "/metrics" else { throw Failure.notFound("route") }
             guard let forwarder else { throw Failure.noLeader }
             return try await forwarder.forward(request, context: context)
         } catch {

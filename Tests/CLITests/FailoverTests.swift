@@ -100,6 +100,8 @@ struct FailoverTests {
         // The follower answers too: it forwards to the leader.
         let viaFollower = CLISession(scratch: scratch, server: replicas[1])
         #expect(try viaFollower.json(["tenant", "show", tenant], as: "admin")["name"] as? String == "st-marys")
+        #expect(try replicas[1].get("/readyz").0 == 200)
+        #expect(try replicas[1].get("/metrics").0 == 404, "a follower never relays the leader's metrics")
 
         let box = SessionBox([first, viaFollower])
         var leader = 0
