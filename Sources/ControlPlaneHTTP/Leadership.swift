@@ -65,15 +65,17 @@ final class Leadership: Sendable {
     /// The services that run while this replica leads.
     var services: [any Service] { started.withLock { $0?.services ?? [] } }
 
-    /// Starts the control plane and answers the API with it from now on.
-    func lead() async throws {
+    /// Starts the control plane and answers the API with it from now on. On PostgreSQL, `lease` fences the
+    /// shared audit journal: once another replica holds the lead, this one can append nothing.
+    func lead(fencedBy lease: LeaseRecord?) async throws {
         let data = configuration.dataDirectory
         let auditKeys = try AuditKeys.loadOrCreate(directory: data + "/keys", origin: configuration.auditOrigin)
         // Catching up from the shared journal blocks on the database: off the concurrency pool.
         let shared = forwarding == nil ? nil : database.auditPayloads
         let trail = try await DedicatedThread.run { [self] in
             try AuditTrail(
-                directory: data + "/audit", keys: auditKeys, options: auditOptions, sharedPayloads: shared,
+                directory: data + "/audit", keys: auditKeys, options: auditOptions(fencedBy: lease),
+                sharedPayloads: shared,
                 logger: logger)
         }
         do {
@@ -154,9 +156,11 @@ final class Leadership: Sendable {
     }
 
     /// The audit log's options: on PostgreSQL, the shared journal is its durable record.
-    private var auditOptions: TransparencyLogOptions {
+    private func auditOptions(fencedBy lease: LeaseRecord?) -> TransparencyLogOptions {
         var options = TransparencyLogOptions()
-        if forwarding != nil { options.shared = database.auditJournal }
+        if forwarding != nil {
+            options.shared = lease.map { database.auditJournal.fenced(by: $0) } ?? database.auditJournal
+        }
         return options
     }
 
@@ -169,7 +173,8 @@ final class Leadership: Sendable {
             let keys = try AuditKeys.loadOrCreate(directory: data + "/keys", origin: configuration.auditOrigin)
             let log = try await DedicatedThread.run { [self] in
                 try TransparencyLog(
-                    directory: data + "/audit", signer: keys.signer, options: auditOptions, logger: logger)
+                    directory: data + "/audit", signer: keys.signer, options: auditOptions(fencedBy: nil),
+                    logger: logger)
             }
             try await log.close()
             try await AuditTrail.copyPayloads(
@@ -196,20 +201,20 @@ struct LeaderService: Service {
 
     func run() async throws {
         if !leadership.isLeading {
-            let leads = await cancelWhenGracefulShutdown { () -> Bool in
+            let lease = await cancelWhenGracefulShutdown { () -> LeaseRecord? in
                 var lastCatchUp = ContinuousClock.now
                 while !Task.isCancelled {
-                    if replica.isLeader { return true }
+                    if let lease = replica.heldLease { return lease }
                     if ContinuousClock.now - lastCatchUp > .seconds(5) {
                         await leadership.catchUpAudit()
                         lastCatchUp = ContinuousClock.now
                     }
                     try? await Task.sleep(for: .milliseconds(200))
                 }
-                return false
+                return nil
             }
-            guard leads else { return }
-            try await leadership.lead()
+            guard let lease else { return }
+            try await leadership.lead(fencedBy: lease)
         }
         let services = leadership.services
         if services.isEmpty {

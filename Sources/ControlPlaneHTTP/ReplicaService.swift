@@ -50,11 +50,11 @@ final class ReplicaService: Service, Sendable {
     func listening(at url: String) { record.withLock { $0.url = url } }
 
     /// Whether this replica holds the leader lease now.
-    var isLeader: Bool {
-        lease.withLock { lease in
-            guard let lease else { return false }
-            return lease.holder == id && lease.expiresAt > clock.now()
-        }
+    var isLeader: Bool { heldLease != nil }
+
+    /// The lease while this replica holds it (its fencing token included).
+    var heldLease: LeaseRecord? {
+        lease.withLock { lease in lease.flatMap { $0.holder == id && $0.expiresAt > clock.now() ? $0 : nil } }
     }
 
     /// Where the leading replica answers, while another replica leads; nil while this one does or none does.

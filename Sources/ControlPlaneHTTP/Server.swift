@@ -87,7 +87,11 @@ public enum CaduceusServer {
             clusterStatus: { await replica.status(slurm: await slurmStatus()) }, readiness: readiness,
             responder: responder)
         // A replica that leads from the start (always, on SQLite) has its control plane ready before it listens.
-        if !distributed || replica.isLeader { try await leadership.lead() }
+        if !distributed {
+            try await leadership.lead(fencedBy: nil)
+        } else if let lease = replica.heldLease {
+            try await leadership.lead(fencedBy: lease)
+        }
         let bootstrapFile = leadership.bootstrapFile
         let app = try makeApplication(
             responder: responder, ca: ca, configuration: configuration, logger: logger,

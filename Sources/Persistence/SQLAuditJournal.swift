@@ -7,11 +7,19 @@ import SQLKit
 /// The audit log's shared journal in the database (distributed mode): one row per committed batch, the
 /// batch as the journal encodes it (with its own SHA-256), stored as base64url text so both engines keep
 /// it alike. A batch is recorded only where the log ends, inside one transaction, so two replicas can
-/// never fork the log.
+/// never fork the log; a journal fenced by a lease records a batch only while that lease, with that fencing
+/// token, is still its holder's, so a leader that lost the lead without knowing it cannot append.
 public final class SQLAuditJournal: SharedJournal {
     let engine: any SQLEngine
+    let fence: LeaseRecord?
 
-    init(engine: any SQLEngine) { self.engine = engine }
+    init(engine: any SQLEngine, fence: LeaseRecord? = nil) {
+        self.engine = engine
+        self.fence = fence
+    }
+
+    /// This journal, appending only while `lease` (its holder and fencing token) stands.
+    public func fenced(by lease: LeaseRecord) -> SQLAuditJournal { SQLAuditJournal(engine: engine, fence: lease) }
 
     public func last() throws -> JournalRecord? {
         try Self.blocking { [engine] in
@@ -24,9 +32,19 @@ public final class SQLAuditJournal: SharedJournal {
 
     public func append(_ record: JournalRecord) throws {
         let encoded = Base64URL.encode(record.encoded())
-        try Self.blocking { [engine] in
+        try Self.blocking { [engine, fence] in
             do {
                 try await engine.transaction { db in
+                    if let fence {
+                        let current = try await db.raw("SELECT * FROM leases WHERE name = \(bind: fence.name)").first()
+                            .map(SQLClusterStore.lease)
+                        guard let current, current.holder == fence.holder, current.token == fence.token else {
+                            throw CaduceusError(
+                                code: SharedJournalCodes.conflict,
+                                message: "the lease \(fence.name) with fencing token \(fence.token) is no longer "
+                                    + "this replica's: it may not append to the shared audit log")
+                        }
+                    }
                     let end =
                         try await db.raw("SELECT MAX(end_index) AS last_end FROM audit_batches").first()?
                         .decode(column: "last_end", as: Int64?.self) ?? 0
@@ -42,6 +60,8 @@ public final class SQLAuditJournal: SharedJournal {
                 }
             } catch let conflict as SharedJournalConflict {
                 throw conflict.error
+            } catch let error as CaduceusError where error.code == SharedJournalCodes.conflict {
+                throw error
             } catch {
                 throw SQLErrors.translate(error)
             }

@@ -67,4 +67,25 @@ struct AuditJournalTests {
             #expect(records.map(\.firstIndex) == [0, 1])
         }
     }
+
+    @Test("a journal fenced by a lease appends only while that lease is its holder's", arguments: TestDatabase.engines)
+    func fencedByLease(engine: StoreEngine) async throws {
+        try await TestDatabase.with(engine) { database in
+            let start = Timestamp(millisecondsSinceEpoch: 1_795_000_000_000)
+            let mine = try await database.cluster.acquire(
+                "leader", holder: "rep-a", now: start, expiresAt: start.adding(milliseconds: 6000))
+            let fenced = database.auditJournal.fenced(by: mine)
+            try await Self.onThread { try fenced.append(Self.batch(0, 2)) }
+            // The lease runs out and another replica takes it: the old holder's appends are refused.
+            let later = start.adding(milliseconds: 7000)
+            let theirs = try await database.cluster.acquire(
+                "leader", holder: "rep-b", now: later, expiresAt: later.adding(milliseconds: 6000))
+            #expect(theirs.holder == "rep-b" && theirs.token > mine.token)
+            await #expect(throws: CaduceusError.self) {
+                try await Self.onThread { try fenced.append(Self.batch(2, 1)) }
+            }
+            try await Self.onThread { try database.auditJournal.fenced(by: theirs).append(Self.batch(2, 1)) }
+            #expect(try await Self.onThread { try database.auditJournal.last() }?.endIndex == 3)
+        }
+    }
 }
