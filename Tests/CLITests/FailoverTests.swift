@@ -114,7 +114,7 @@ struct FailoverTests {
             let driver = Self.drive(
                 { box.sessions }, project: project, dataset: dataset, scratch: scratch, round: round,
                 into: roundAcknowledged)
-            usleep(UInt32.random(in: 300_000...1_500_000, using: &generator))
+            usleep(UInt32.random(in: 1_000_000...2_500_000, using: &generator))
             let killedAt = Date()
             replicas[leader].kill()
             let survivor = 1 - leader
