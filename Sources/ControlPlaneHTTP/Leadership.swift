@@ -205,7 +205,7 @@ struct LeaderService: Service {
                 var lastCatchUp = ContinuousClock.now
                 while !Task.isCancelled {
                     if let lease = replica.heldLease { return lease }
-                    if ContinuousClock.now - lastCatchUp > .seconds(5) {
+                    if ContinuousClock.now - lastCatchUp > .seconds(15) {
                         await leadership.catchUpAudit()
                         lastCatchUp = ContinuousClock.now
                     }
