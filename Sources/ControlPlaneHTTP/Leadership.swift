@@ -35,6 +35,8 @@ final class Leadership: Sendable {
     private let readiness: CaduceusServer.Readiness
     private let responder: ReplicaResponder
     private let started = Mutex<Started?>(nil)
+    /// The shared journal's size at this follower's last audit catch-up.
+    private let caughtUp = Mutex<UInt64?>(nil)
 
     init(
         configuration: ServerConfiguration, logger: Logger, rootKey: SymmetricKey, ca: InternalCA, database: Database,
@@ -170,6 +172,10 @@ final class Leadership: Sendable {
         guard forwarding != nil, !isLeading else { return }
         let data = configuration.dataDirectory
         do {
+            // Nothing appended since the last catch-up: nothing to open.
+            let journal = database.auditJournal
+            let end = try await DedicatedThread.run { try journal.last()?.endIndex ?? 0 }
+            guard end != caughtUp.withLock({ $0 }) else { return }
             let keys = try AuditKeys.loadOrCreate(directory: data + "/keys", origin: configuration.auditOrigin)
             let log = try await DedicatedThread.run { [self] in
                 try TransparencyLog(
@@ -181,6 +187,7 @@ final class Leadership: Sendable {
                 log: data + "/audit", size: log.materializedCheckpoint.checkpoint.size,
                 payloads: PayloadStore(directory: data + "/audit/payloads", key: keys.payloadKey),
                 from: database.auditPayloads)
+            caughtUp.withLock { $0 = log.materializedCheckpoint.checkpoint.size }
         } catch {
             logger.warning("cannot bring the audit log up to the shared journal", metadata: ["error": "\(error)"])
         }
