@@ -90,7 +90,7 @@ public final class MemorySharedJournal: SharedJournal {
         try stored.withLock { records in
             let end = records.last?.endIndex ?? 0
             guard record.firstIndex == end else {
-                throw SharedJournalConflict(expected: end, offered: record.firstIndex).error
+                throw SharedJournalError.misplaced(expected: end, offered: record.firstIndex)
             }
             records.append(record)
         }
@@ -101,26 +101,16 @@ public final class MemorySharedJournal: SharedJournal {
     }
 }
 
-/// The error codes of shared journals.
-public enum SharedJournalCodes {
-    /// A batch offered somewhere other than where the shared log ends: another writer appended first.
+/// What a shared journal refuses with.
+public enum SharedJournalError {
+    /// The code of a batch refused because the writer may not append there (another writer appended first,
+    /// or the writer no longer holds the lead); the log that offered it fails closed.
     public static let conflict = "audit.shared.conflict"
-}
 
-/// The error of a batch offered to a shared journal somewhere other than where it ends.
-public struct SharedJournalConflict: Error, CustomStringConvertible {
-    public var expected: UInt64
-    public var offered: UInt64
-
-    public init(expected: UInt64, offered: UInt64) {
-        self.expected = expected
-        self.offered = offered
+    /// A batch offered at entry `offered` of a shared log that ends at `expected`.
+    public static func misplaced(expected: UInt64, offered: UInt64) -> CaduceusError {
+        CaduceusError(
+            code: conflict,
+            message: "the shared audit log ends at entry \(expected), not \(offered): another replica appended to it")
     }
-
-    public var description: String {
-        "the shared audit log ends at entry \(expected), not \(offered): another replica appended to it"
-    }
-
-    /// As the error the log reports.
-    public var error: CaduceusError { CaduceusError(code: SharedJournalCodes.conflict, message: description) }
 }

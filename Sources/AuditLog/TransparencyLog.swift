@@ -268,7 +268,7 @@ public final class TransparencyLog: @unchecked Sendable {
             if let sharedJournal = options.shared {
                 do {
                     try sharedJournal.append(record)
-                } catch let error as CaduceusError where error.code != SharedJournalCodes.conflict {
+                } catch let error as CaduceusError where error.code != SharedJournalError.conflict {
                     // The database could not be reached: this batch is refused and forgotten, and the log
                     // goes on once it can be. Had the database recorded it after all, the next batch finds
                     // the log longer than this one thinks and the log fails closed.

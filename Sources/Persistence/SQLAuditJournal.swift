@@ -40,7 +40,7 @@ public final class SQLAuditJournal: SharedJournal {
                             .map(SQLClusterStore.lease)
                         guard let current, current.holder == fence.holder, current.token == fence.token else {
                             throw CaduceusError(
-                                code: SharedJournalCodes.conflict,
+                                code: SharedJournalError.conflict,
                                 message: "the lease \(fence.name) with fencing token \(fence.token) is no longer "
                                     + "this replica's: it may not append to the shared audit log")
                         }
@@ -49,7 +49,7 @@ public final class SQLAuditJournal: SharedJournal {
                         try await db.raw("SELECT MAX(end_index) AS last_end FROM audit_batches").first()?
                         .decode(column: "last_end", as: Int64?.self) ?? 0
                     guard UInt64(end) == record.firstIndex else {
-                        throw SharedJournalConflict(expected: UInt64(end), offered: record.firstIndex)
+                        throw SharedJournalError.misplaced(expected: UInt64(end), offered: record.firstIndex)
                     }
                     try await db.raw(
                         """
@@ -58,9 +58,7 @@ public final class SQLAuditJournal: SharedJournal {
                         """
                     ).run()
                 }
-            } catch let conflict as SharedJournalConflict {
-                throw conflict.error
-            } catch let error as CaduceusError where error.code == SharedJournalCodes.conflict {
+            } catch let error as CaduceusError where error.code == SharedJournalError.conflict {
                 throw error
             } catch {
                 throw SQLErrors.translate(error)

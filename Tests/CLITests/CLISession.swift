@@ -66,6 +66,16 @@ struct CLISession {
         return try run(["audit", "export", "--log", data + "/audit", "--format", "jsonl"], as: "x").text
     }
 
+    /// Gives this machine's node (the server's first) to `tenant` and puts it into service; returns its ID.
+    @discardableResult
+    func giveLocalNode(to tenant: String) throws -> String {
+        let nodes = try json(["node", "list"], as: "admin")
+        let node = try #require((nodes["items"] as? [[String: Any]])?.first?["id"] as? String)
+        _ = try json(["node", "assign", node, "--tenant", tenant], as: "admin")
+        _ = try json(["node", "activate", node], as: "admin")
+        return node
+    }
+
     /// A tenant with a project, its researcher `rita` and its tenant admin `tara`; returns their IDs.
     func tenantWithResearcherAndAdmin() throws -> (tenant: String, project: String) {
         try logInAdmin()

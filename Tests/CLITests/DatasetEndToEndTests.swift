@@ -98,10 +98,7 @@ struct DatasetEndToEndTests {
             ["dataset", "grant", dataset, "--project", oncology, "--purpose", "HRESCH"], as: "rita")
         #expect(byResearcher.status != 0, "only tenant admins grant")
         #expect(try download(as: "olga") == scan)
-        let node = try #require(
-            ((try session.json(["node", "list"], as: "admin")["items"] as? [[String: Any]])?.first)?["id"] as? String)
-        _ = try session.json(["node", "assign", node, "--tenant", tenant], as: "admin")
-        _ = try session.json(["node", "activate", node], as: "admin")
+        try session.giveLocalNode(to: tenant)
         let job = try session.id(
             [
                 "job", "submit", "--project", oncology, "--gpus-per-node", "1", "--class", "batch", "--dataset",

@@ -87,10 +87,7 @@ struct FailoverTests {
 
         let first = CLISession(scratch: scratch, server: replicas[0])
         let (tenant, project) = try first.tenantWithResearcherAndAdmin()
-        let nodes = try first.json(["node", "list"], as: "admin")
-        let node = try #require((nodes["items"] as? [[String: Any]])?.first?["id"] as? String)
-        _ = try first.json(["node", "assign", node, "--tenant", tenant], as: "admin")
-        _ = try first.json(["node", "activate", node], as: "admin")
+        try first.giveLocalNode(to: tenant)
         let dataset = try first.id(
             [
                 "dataset", "create", "--project", project, "--classification", "phi", "--residency", "US",

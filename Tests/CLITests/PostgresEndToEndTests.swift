@@ -20,10 +20,7 @@ struct PostgresEndToEndTests {
         var server = try TestServer(data: scratch.path + "/data", environment: environment, arguments: arguments)
         var session = CLISession(scratch: scratch, server: server)
         let (tenant, project) = try session.tenantWithResearcherAndAdmin()
-        let nodes = try session.json(["node", "list"], as: "admin")
-        let node = try #require((nodes["items"] as? [[String: Any]])?.first?["id"] as? String)
-        _ = try session.json(["node", "assign", node, "--tenant", tenant], as: "admin")
-        _ = try session.json(["node", "activate", node], as: "admin")
+        try session.giveLocalNode(to: tenant)
         let job = try session.id(
             ["job", "submit", "--project", project, "--class", "batch", "--gpus-per-node", "1", "--", "/bin/true"],
             as: "rita")
