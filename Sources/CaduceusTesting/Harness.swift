@@ -33,14 +33,15 @@ public struct Harness: Sendable {
     public let directory: String
     public let admin: BootstrapAdmin
 
-    /// Creates the harness (a fast scrypt setting keeps tests quick).
-    public static func make() async throws -> Harness {
+    /// Creates the harness (a fast scrypt setting keeps tests quick) on `engine`, or on the harness engine
+    /// (`CADUCEUS_TEST_ENGINE`).
+    public static func make(engine: StoreEngine? = nil) async throws -> Harness {
         let directory = FileManager.default.temporaryDirectory.path + "/caduceus-cp-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let clock = TestClock()
         let keys = try AuditKeys.loadOrCreate(directory: directory + "/keys", origin: "test.caduceus/audit")
         let trail = try AuditTrail(directory: directory + "/audit", keys: keys)
-        let database = try await TestDatabase.open(try TestDatabase.harnessEngine, clock: clock)
+        let database = try await TestDatabase.open(try engine ?? TestDatabase.harnessEngine, clock: clock)
         let plane = ControlPlane(
             store: database.identity, fleet: database.fleet, audit: AuditRecorder(trail: trail, clock: clock),
             clock: clock,
@@ -62,8 +63,8 @@ public struct Harness: Sendable {
     }
 
     /// Runs `body` with a new harness and closes it afterwards, whether `body` throws or not.
-    public static func with<T>(_ body: (Harness) async throws -> T) async throws -> T {
-        let harness = try await make()
+    public static func with<T>(engine: StoreEngine? = nil, _ body: (Harness) async throws -> T) async throws -> T {
+        let harness = try await make(engine: engine)
         do {
             let result = try await body(harness)
             await harness.close()

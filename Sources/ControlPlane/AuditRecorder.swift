@@ -52,12 +52,34 @@ public struct AuditRecorder: Sendable {
             purposeOfUse: breakGlass == nil ? purpose : "ETREAT", requestId: request.requestID.rawValue,
             sourceAddress: request.sourceAddress.flatMap(Self.address), breakGlass: breakGlass != nil,
             breakGlassGrant: breakGlass?.rawValue)
+        // An attempt of this transaction that the database aborted may have appended this very event already.
+        let attempts = TransactionAttempts.current
+        let effect = AppendedEvent(event: event, details: details)
+        if let attempts, attempts.alreadyMade(effect) {
+            request.tracker.markAudited()
+            return
+        }
         do {
             _ = try await trail.record(event, details: details)
         } catch {
             throw Failure.auditUnavailable(error)
         }
+        attempts?.made(effect)
         request.tracker.markAudited()
+    }
+
+    /// An appended event as a transaction's attempts compare it: everything but its ID and time.
+    struct AppendedEvent: Equatable, Sendable {
+        var event: AuditEvent
+        var details: JSONValue?
+
+        init(event: AuditEvent, details: JSONValue?) {
+            var event = event
+            event.id = ""
+            event.time = ""
+            self.event = event
+            self.details = details
+        }
     }
 
     /// Keeps only an IP address (no port, no brackets), or nothing.

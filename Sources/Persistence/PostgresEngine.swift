@@ -27,18 +27,23 @@ final class PostgresEngine: SQLEngine {
         try await pool.withConnection { connection in try await body(connection.sql(queryLogLevel: nil)) }
     }
 
+    /// Each attempt runs with `TransactionAttempts.current` set, so that what an aborted attempt did outside
+    /// the database (its audit events) is not done again by the next.
     func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        var attempt = 1
-        while true {
-            do {
-                return try await pool.withConnection { connection in
-                    try await SQLTransaction.atomically(
-                        connection.sql(queryLogLevel: nil), begin: "BEGIN ISOLATION LEVEL SERIALIZABLE", body)
+        let attempts = TransactionAttempts()
+        return try await TransactionAttempts.$current.withValue(attempts) {
+            while true {
+                attempts.begin()
+                do {
+                    return try await pool.withConnection { connection in
+                        try await SQLTransaction.atomically(
+                            connection.sql(queryLogLevel: nil), begin: "BEGIN ISOLATION LEVEL SERIALIZABLE", body)
+                    }
+                } catch  where SQLErrors.isRetryable(error) && attempts.attempts < Self.maximumAttempts {
+                    // A short, growing, jittered pause lets the transaction that won finish first.
+                    let ceiling = 4 << min(attempts.attempts + 1, 6)
+                    try await Task.sleep(for: .milliseconds(Int.random(in: 1...ceiling)))
                 }
-            } catch  where SQLErrors.isRetryable(error) && attempt < Self.maximumAttempts {
-                attempt += 1
-                // A short, growing, jittered pause lets the transaction that won finish first.
-                try await Task.sleep(for: .milliseconds(Int.random(in: 1...(4 << min(attempt, 6)))))
             }
         }
     }
