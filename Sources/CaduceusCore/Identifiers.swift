@@ -13,10 +13,25 @@ where RawValue == String {
 extension TypedID {
     /// A new random ID: the prefix, a dash and 128 random bits in hexadecimal.
     public static func generate() -> Self {
-        var generator = SystemRandomNumberGenerator()
-        let high = generator.next() as UInt64
-        let low = generator.next() as UInt64
-        return Self(unchecked: prefix + "-" + hex16(high) + hex16(low))
+        let (high, low) = IDEntropy.next()
+        let prefix = Self.prefix.utf8
+        let text = String(unsafeUninitializedCapacity: prefix.count + 33) { buffer in
+            var end = 0
+            for byte in prefix {
+                buffer[end] = byte
+                end += 1
+            }
+            buffer[end] = UInt8(ascii: "-")
+            end += 1
+            for word in [high, low] {
+                for shift in stride(from: 60, through: 0, by: -4) {
+                    buffer[end] = IDEntropy.hexDigits[Int(truncatingIfNeeded: (word >> UInt64(shift)) & 0xF)]
+                    end += 1
+                }
+            }
+            return end
+        }
+        return Self(unchecked: text)
     }
 
     /// Accepts only IDs of this kind: the prefix, a dash and 1–64 lower-case letters or digits.
@@ -45,11 +60,6 @@ extension TypedID {
     public var description: String { rawValue }
 
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
-}
-
-private func hex16(_ value: UInt64) -> String {
-    let digits = String(value, radix: 16)
-    return String(repeating: "0", count: 16 - digits.count) + digits
 }
 
 /// A person's account.

@@ -34,7 +34,7 @@ public struct APIContext: RequestContext {
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress
-        info = RequestInfo(sourceAddress: source.channel.remoteAddress?.ipAddress)
+        info = RequestInfo(sourceAddress: remoteAddress?.ipAddress)
         state = RequestState()
         bearer = nil
     }

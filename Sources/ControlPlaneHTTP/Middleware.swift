@@ -5,6 +5,7 @@ import HTTPTypes
 import Hummingbird
 import Identity
 import Logging
+import Synchronization
 
 /// The outermost layer: gives every response the request ID and an error body, and audits every request
 /// that no use case audited (unauthenticated, malformed, unknown route) before the response leaves.
@@ -71,11 +72,20 @@ struct RequestMiddleware: RouterMiddleware {
 
     static func route(_ context: APIContext) -> String {
         guard let path = context.endpointPath else { return "unmatched" }
+        // Endpoint paths are the router's patterns, a fixed set: each is cleaned once.
+        if let known = routeNames.withLock({ $0[path] }) { return known }
         let cleaned = path.split(separator: "/").joined(separator: ".").filter {
             $0.isLetter || $0.isNumber || $0 == "." || $0 == ":" || $0 == "-" || $0 == "_"
         }
-        return cleaned.isEmpty ? "root" : String(cleaned.prefix(128))
+        let name = cleaned.isEmpty ? "root" : String(cleaned.prefix(128))
+        routeNames.withLock { names in
+            if names.count < 1024 { names[path] = name }
+        }
+        return name
     }
+
+    /// Metric and audit names of the endpoint paths seen so far.
+    private static let routeNames = Mutex<[String: String]>([:])
 }
 
 /// Resolves the bearer token to a principal; refuses, and rate-limits per source address, requests that

@@ -2,6 +2,7 @@ import AuditLog
 import Hummingbird
 import NIOCore
 import Prometheus
+import Synchronization
 
 /// The server's Prometheus metrics: requests by route and status, request durations, and the audit log's
 /// size. Served at `/metrics` to loopback clients only (a scraper on the same host, or a sidecar); other
@@ -11,6 +12,8 @@ public final class ServerMetrics: Sendable {
     private let durations: DurationHistogram
     private let auditSize: Gauge
     private let trail: AuditTrail?
+    /// The request counters made so far, by route and status.
+    private let counters = Mutex<[CounterKey: Counter]>([:])
 
     /// Creates the metrics, reading the audit log's size from `trail` at each scrape.
     public init(trail: AuditTrail?) {
@@ -37,10 +40,23 @@ public final class ServerMetrics: Sendable {
 
     /// Counts one request.
     func record(route: String, status: Int, duration: Duration) {
-        registry.makeCounter(
-            descriptor: Self.requests, labels: [("route", route), ("status", String(status))]
-        ).increment()
+        let key = CounterKey(route: route, status: status)
+        // The registry checks names and labels on every lookup; the counters are kept once made.
+        let counter =
+            counters.withLock { $0[key] }
+            ?? {
+                let made = registry.makeCounter(
+                    descriptor: Self.requests, labels: [("route", route), ("status", String(status))])
+                counters.withLock { $0[key] = made }
+                return made
+            }()
+        counter.increment()
         durations.record(duration)
+    }
+
+    private struct CounterKey: Hashable {
+        var route: String
+        var status: Int
     }
 
     /// The exposition text.

@@ -43,11 +43,8 @@ struct BenchAPI: AsyncParsableCommand {
 
     func run() async throws {
         guard let wrk = Self.which("wrk") else { throw CLIError("wrk is not installed: apt-get install -y wrk") }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .warning
-            return handler
-        }
+        // The handler `serve` uses, so that the figures are the server's.
+        LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: .warning) }
         let data = (directory ?? FileManager.default.temporaryDirectory.path) + "/caduceus-bench-api-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: data) }
         let configuration = try ServerConfiguration.resolve(
