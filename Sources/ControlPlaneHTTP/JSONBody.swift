@@ -81,9 +81,7 @@ enum JSONBody {
     /// A JSON reply not yet turned into a response (so that it can be kept for idempotent replays).
     static func reply(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> JSONReply {
         // Keys in declaration order: sorting them costs more than the rest of encoding.
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        return JSONReply(status: status, bytes: Array(try encoder.encode(value)))
+        JSONReply(status: status, bytes: try StreamingJSONEncoder().encode(value))
     }
 
     /// `after` and `limit` query parameters (limit 1–500, default 100).
