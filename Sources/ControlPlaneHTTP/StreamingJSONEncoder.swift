@@ -1,3 +1,4 @@
+import CaduceusCore
 import Foundation
 
 /// Compact JSON for responses, written in one pass in the order a value's `encode(to:)` writes it.
@@ -95,29 +96,8 @@ final class JSONStreamWriter {
         bytes.append(UInt8(ascii: ":"))
     }
 
-    func string(_ value: String) {
-        bytes.append(UInt8(ascii: "\""))
-        for byte in value.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): bytes.append(contentsOf: [0x5C, 0x22])
-            case UInt8(ascii: "\\"): bytes.append(contentsOf: [0x5C, 0x5C])
-            case 0x08: bytes.append(contentsOf: [0x5C, UInt8(ascii: "b")])
-            case 0x0C: bytes.append(contentsOf: [0x5C, UInt8(ascii: "f")])
-            case 0x0A: bytes.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-            case 0x0D: bytes.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-            case 0x09: bytes.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-            case 0x00..<0x20:
-                bytes.append(contentsOf: Self.controlEscape)
-                bytes.append(Self.hex[Int(byte >> 4)])
-                bytes.append(Self.hex[Int(byte & 0xF)])
-            default: bytes.append(byte)
-            }
-        }
-        bytes.append(UInt8(ascii: "\""))
-    }
+    func string(_ value: String) { JSONString.append(value, to: &bytes) }
 
-    static let hex: [UInt8] = Array("0123456789abcdef".utf8)
-    static let controlEscape: [UInt8] = Array("\\u00".utf8)
     static let trueBytes: [UInt8] = Array("true".utf8)
     static let falseBytes: [UInt8] = Array("false".utf8)
     static let nullBytes: [UInt8] = Array("null".utf8)
@@ -221,7 +201,7 @@ struct JSONStreamKeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol 
     }
 }
 
-struct JSONStreamUnkeyedContainer: UnkeyedEncodingContainer {
+struct JSONStreamUnkeyedContainer: UnkeyedEncodingContainer, JSONStreamElements {
     let writer: JSONStreamWriter
     let id: Int
     let depth: Int
@@ -234,26 +214,11 @@ struct JSONStreamUnkeyedContainer: UnkeyedEncodingContainer {
         self.depth = depth
     }
 
-    private mutating func next() -> Bool {
+    mutating func next() -> Bool {
         count += 1
         return writer.nextElement(of: id, depth: depth)
     }
 
-    mutating func encodeNil() throws { if next() { writer.null() } }
-    mutating func encode(_ value: Bool) throws { if next() { writer.bool(value) } }
-    mutating func encode(_ value: String) throws { if next() { writer.string(value) } }
-    mutating func encode(_ value: Double) throws { if next() { try writer.float(value, codingPath: []) } }
-    mutating func encode(_ value: Float) throws { if next() { try writer.float(value, codingPath: []) } }
-    mutating func encode(_ value: Int) throws { if next() { writer.integer(value) } }
-    mutating func encode(_ value: Int8) throws { if next() { writer.integer(value) } }
-    mutating func encode(_ value: Int16) throws { if next() { writer.integer(value) } }
-    mutating func encode(_ value: Int32) throws { if next() { writer.integer(value) } }
-    mutating func encode(_ value: Int64) throws { if next() { writer.integer(value) } }
-    mutating func encode(_ value: UInt) throws { if next() { writer.integer(value) } }
-    mutating func encode(_ value: UInt8) throws { if next() { writer.integer(value) } }
-    mutating func encode(_ value: UInt16) throws { if next() { writer.integer(value) } }
-    mutating func encode(_ value: UInt32) throws { if next() { writer.integer(value) } }
-    mutating func encode(_ value: UInt64) throws { if next() { writer.integer(value) } }
     mutating func encode<T: Encodable>(_ value: T) throws {
         if next() { try writer.write(value, depth: depth + 1) }
     }
@@ -278,7 +243,7 @@ struct JSONStreamUnkeyedContainer: UnkeyedEncodingContainer {
     }
 }
 
-struct JSONStreamSingleValueContainer: SingleValueEncodingContainer {
+struct JSONStreamSingleValueContainer: SingleValueEncodingContainer, JSONStreamElements {
     let writer: JSONStreamWriter
     let depth: Int
     var codingPath: [any CodingKey] { [] }
@@ -290,12 +255,24 @@ struct JSONStreamSingleValueContainer: SingleValueEncodingContainer {
     }
 
     /// A single value is written once; a second one is not followed.
-    private mutating func next() -> Bool {
+    mutating func next() -> Bool {
         if written { writer.unstreamable = true }
         written = true
         return !writer.unstreamable
     }
 
+    mutating func encode<T: Encodable>(_ value: T) throws { if next() { try writer.write(value, depth: depth) } }
+}
+
+/// The primitive writes of the unkeyed and single-value containers: each readies the next element, then
+/// writes the value.
+protocol JSONStreamElements {
+    var writer: JSONStreamWriter { get }
+    /// Readies the next element; false when the value is not streamed.
+    mutating func next() -> Bool
+}
+
+extension JSONStreamElements {
     mutating func encodeNil() throws { if next() { writer.null() } }
     mutating func encode(_ value: Bool) throws { if next() { writer.bool(value) } }
     mutating func encode(_ value: String) throws { if next() { writer.string(value) } }
@@ -311,5 +288,4 @@ struct JSONStreamSingleValueContainer: SingleValueEncodingContainer {
     mutating func encode(_ value: UInt16) throws { if next() { writer.integer(value) } }
     mutating func encode(_ value: UInt32) throws { if next() { writer.integer(value) } }
     mutating func encode(_ value: UInt64) throws { if next() { writer.integer(value) } }
-    mutating func encode<T: Encodable>(_ value: T) throws { if next() { try writer.write(value, depth: depth) } }
 }

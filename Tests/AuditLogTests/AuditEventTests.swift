@@ -135,7 +135,7 @@ struct CanonicalEncodingTests {
         struct Box: Encodable { var s: String }
         for text in ["plain", "quote\"back\\slash", "new\nline\ttab\r", "\u{1}\u{1f}", "ünïcødé ✓", "/slash/"] {
             var direct: [UInt8] = []
-            AuditEvent.appendString(text, to: &direct)
+            JSONString.append(text, to: &direct)
             let encoded = try CanonicalJSON.encode(Box(s: text))
             #expect(Array(#"{"s":"#.utf8) + direct + [UInt8(ascii: "}")] == encoded, "\(text)")
         }
