@@ -10,8 +10,10 @@ import Foundation
 /// way synthesised and ordinary hand-written `encode(to:)` write: one container per value, and each nested
 /// value finished before the next key. A value written any other way (a container written to after a sibling
 /// was, a super-encoder) is encoded by `JSONEncoder` instead, whole.
-struct StreamingJSONEncoder {
-    func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+public struct StreamingJSONEncoder {
+    public init() {}
+
+    public func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
         let writer = JSONStreamWriter()
         try writer.write(value, depth: 0)
         writer.close(deeperThan: -1)
@@ -31,11 +33,13 @@ final class JSONStreamWriter {
         var count: Int
     }
 
-    var bytes: [UInt8] = []
-    var open: [Open] = []
-    var nextID = 0
+    // One writer serves one encoding on one thread, and no access to these overlaps another: the run-time
+    // exclusivity checks (a thread-local lookup on every append) are left out.
+    @exclusivity(unchecked) var bytes: [UInt8] = []
+    @exclusivity(unchecked) var open: [Open] = []
+    @exclusivity(unchecked) var nextID = 0
     /// Set when the value was written in a way this writer does not follow; its bytes are then discarded.
-    var unstreamable = false
+    @exclusivity(unchecked) var unstreamable = false
 
     init() { bytes.reserveCapacity(512) }
 

@@ -7,6 +7,7 @@ struct BenchCommand: AsyncParsableCommand {
         abstract: "Measure Caduceus on this machine; prints JSON.",
         subcommands: [
             BenchAudit.self, BenchAPI.self, BenchScheduler.self, BenchExecutor.self, BenchSeal.self, BenchScale.self,
+            BenchJSON.self,
         ]
     )
 }
