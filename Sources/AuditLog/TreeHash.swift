@@ -1,4 +1,5 @@
 import CSHA256
+import CaduceusCore
 import Crypto
 
 /// A SHA-256 hash of a Merkle tree node or leaf, held inline without an allocation.

@@ -99,7 +99,7 @@ extension ControlPlane {
                     dataKey, under: kek,
                     aad: KeyWrap.dataKeyAAD(
                         tenant: project.tenant, dataset: id.rawValue,
-                        keyID: Hex.bytes(String(keyID.rawValue.dropFirst(3))) ?? [],
+                        keyID: Hex.decode(String(keyID.rawValue.dropFirst(3))) ?? [],
                         kekVersion: version))
                 let keyRecord = DataKeyRecord(
                     id: keyID, tenant: project.tenant, dataset: id, kekVersion: version, wrapped: wrapped,
@@ -180,7 +180,7 @@ extension ControlPlane {
                 throw Failure.invalid("the upload needs its length: Content-Length, or X-Caduceus-Length when chunked")
             }
             if let sha256 {
-                guard sha256.utf8.count == 64, Hex.bytes(sha256) != nil else {
+                guard sha256.utf8.count == 64, Hex.decode(sha256) != nil else {
                     throw Failure.invalid("the declared SHA-256 must be 64 hex digits")
                 }
             }
@@ -199,7 +199,7 @@ extension ControlPlane {
             let sealer = try Sealer(
                 dataKey: dataKey, keyID: keyRecord.keyIDBytes, keyVersion: 1, plaintextLength: UInt64(length),
                 context: "\(dataset.tenant)/\(dataset.id)/\(objectID)",
-                objectID: Hex.bytes(String(objectID.rawValue.dropFirst(4))))
+                objectID: Hex.decode(String(objectID.rawValue.dropFirst(4))))
             let started = try context.files.writer(objectID, of: id, in: .hot, sealer: sealer)
             writer = started
             var received: Int64 = 0
@@ -445,7 +445,7 @@ extension ControlPlane {
     }
 
     static func patientHash(_ identifier: String, key: SymmetricKey) -> String {
-        Hex.string(HMAC<SHA256>.authenticationCode(for: Array(identifier.utf8), using: key))
+        Hex.encode(HMAC<SHA256>.authenticationCode(for: Array(identifier.utf8), using: key))
     }
 }
 

@@ -89,7 +89,7 @@ extension ControlPlane {
                                 dataKey, under: kek,
                                 aad: KeyWrap.dataKeyAAD(
                                     tenant: job.spec.tenant, dataset: record.id.rawValue,
-                                    keyID: Hex.bytes(String(keyID.rawValue.dropFirst(3))) ?? [], kekVersion: version)),
+                                    keyID: Hex.decode(String(keyID.rawValue.dropFirst(3))) ?? [], kekVersion: version)),
                             createdAt: now))
                     try await audit.record(
                         RequestInfo(),

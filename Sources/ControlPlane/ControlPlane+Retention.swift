@@ -113,7 +113,7 @@ extension ControlPlane {
                     request, subject, outcome: .success, breakGlass: decision.breakGlass,
                     details: .object([
                         "key": .string(destroyed.id.rawValue), "objects": .integer(Int64(objects.count)),
-                        "certificateSHA256": .string(Hex.string(SHA256.hash(data: Array(note.utf8)))),
+                        "certificateSHA256": .string(Hex.encode(SHA256.hash(data: Array(note.utf8)))),
                     ]))
             }
             context.files.removeAll(of: id)

@@ -95,7 +95,7 @@ struct NodeCertificateVerifier: Sendable {
                 return await refuse(
                     claimed, "the certificate is not valid now or not issued by this control plane's CA", channel)
             }
-            let serial = Hex.string(leaf.serialNumber.bytes)
+            let serial = Hex.encode(leaf.serialNumber.bytes)
             guard let node = NodeID(rawValue: claimed), agents.accepts(node, serial: serial) else {
                 return await refuse(claimed, "the certificate is not the current one of any node", channel)
             }

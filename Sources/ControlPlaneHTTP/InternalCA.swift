@@ -196,7 +196,7 @@ extension InternalCA: NodeCertificateIssuer {
             }, issuerPrivateKey: .init(caKey))
         return IssuedCertificate(
             chainPEM: try certificate.serializeAsPEM().pemString + "\n" + caCertificatePEM,
-            serial: Hex.string(serial.bytes),
+            serial: Hex.encode(serial.bytes),
             expiresAt: Timestamp(millisecondsSinceEpoch: Int64(end.timeIntervalSince1970 * 1000)))
     }
 }

@@ -18,7 +18,7 @@ public struct ForwardingKey: Sendable, Equatable {
     let value: String
 
     public init(rootKey: SymmetricKey) {
-        value = AuditLog.Hex.encode(
+        value = CaduceusCore.Hex.encode(
             Array(HMAC<SHA256>.authenticationCode(for: Array("caduceus/replica-forwarding/v1".utf8), using: rootKey)))
     }
 

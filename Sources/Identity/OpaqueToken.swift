@@ -1,3 +1,4 @@
+import CaduceusCore
 import Crypto
 
 /// A bearer credential: 256 random bits behind a prefix that says what kind it is.
@@ -42,9 +43,7 @@ public struct OpaqueToken: Sendable, Equatable {
 
     /// The stored form: lower-case hex of SHA-256 of the text.
     public var digest: String {
-        SHA256.hash(data: Array(text.utf8)).map { byte in
-            let hex = String(byte, radix: 16)
-            return hex.count == 1 ? "0" + hex : hex
-        }.joined()
+        var text = text
+        return text.withUTF8 { Hex.encode(SHA256.hash(data: UnsafeRawBufferPointer($0))) }
     }
 }

@@ -64,7 +64,7 @@ public struct AgentIdentity: Codable, Sendable, Equatable {
         let ca = try Certificate(pemEncoded: caPEM)
         var serializer = DER.Serializer()
         try serializer.serialize(ca)
-        guard Hex.string(SHA256.hash(data: serializer.serializedBytes)) == expectedDigest else {
+        guard Hex.encode(SHA256.hash(data: serializer.serializedBytes)) == expectedDigest else {
             throw AgentError(
                 status: 0, "the server at \(server) does not present the CA the join token names; not enrolling")
         }

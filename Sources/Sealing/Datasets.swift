@@ -108,7 +108,7 @@ public struct DataKeyRecord: Codable, Sendable, Equatable {
     }
 
     /// The 16 bytes of the key id, as the sealed header holds them.
-    public var keyIDBytes: [UInt8] { Hex.bytes(String(id.rawValue.dropFirst(3))) ?? [] }
+    public var keyIDBytes: [UInt8] { Hex.decode(String(id.rawValue.dropFirst(3))) ?? [] }
 }
 
 /// A sealed object of a dataset.
@@ -224,35 +224,4 @@ public protocol DatasetStore: Sendable {
     func objects(of dataset: DatasetID, after cursor: String?, limit: Int) async throws -> Page<ObjectRecord>
     /// The objects declared to hold the patient whose keyed hash is `hash`, in `tenant`.
     func objects(tenant: TenantID, patientHash hash: String) async throws -> [ObjectRecord]
-}
-
-/// Lower-case hexadecimal.
-public enum Hex {
-    public static func string(_ bytes: some Sequence<UInt8>) -> String {
-        bytes.map { byte in
-            let hex = String(byte, radix: 16)
-            return hex.count == 1 ? "0" + hex : hex
-        }.joined()
-    }
-
-    public static func bytes(_ text: String) -> [UInt8]? {
-        let digits = Array(text.utf8)
-        guard digits.count % 2 == 0 else { return nil }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(digits.count / 2)
-        for index in stride(from: 0, to: digits.count, by: 2) {
-            guard let high = value(digits[index]), let low = value(digits[index + 1]) else { return nil }
-            bytes.append(high << 4 | low)
-        }
-        return bytes
-    }
-
-    private static func value(_ digit: UInt8) -> UInt8? {
-        switch digit {
-        case 48...57: digit - 48
-        case 97...102: digit - 87
-        case 65...70: digit - 55
-        default: nil
-        }
-    }
 }

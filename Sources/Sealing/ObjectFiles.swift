@@ -190,7 +190,7 @@ public final class ObjectWriter: @unchecked Sendable {
         do throws(CaduceusError) {
             for chunk in try sealer.finish() { enqueue(chunk) }
             try drain()
-            let sha = Hex.string(digest.finalize())
+            let sha = Hex.encode(digest.finalize())
             if let expectedSHA256, expectedSHA256.lowercased() != sha {
                 throw CaduceusError(
                     code: "input.digestMismatch",

@@ -54,7 +54,7 @@ public enum SealedFile {
             throw SealError.invalid("cannot write \(output)")
         }
         return Sealed(
-            header: sealer.header, plaintextSHA256: Hex.string(digest.finalize()), objectSize: sealer.header.objectSize)
+            header: sealer.header, plaintextSHA256: Hex.encode(digest.finalize()), objectSize: sealer.header.objectSize)
     }
 
     /// Opens the sealed file at `path` and hands `range` of its plaintext (all of it when nil) to `sink`, in
