@@ -1,8 +1,10 @@
 /// Lower-case hexadecimal.
 public enum Hex {
-    private static let digits = Array("0123456789abcdef".utf8)
+    @usableFromInline static let digits = Array("0123456789abcdef".utf8)
 
-    /// Encodes bytes as lower-case hexadecimal.
+    /// Encodes bytes as lower-case hexadecimal (inlinable, so that each caller's sequence type is specialised:
+    /// a token's digest is encoded on every authenticated request).
+    @inlinable
     public static func encode(_ bytes: some Sequence<UInt8>) -> String {
         var out = [UInt8]()
         out.reserveCapacity(bytes.underestimatedCount * 2)
