@@ -16,7 +16,6 @@ public struct StreamingJSONEncoder {
     public func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
         let writer = JSONStreamWriter()
         try writer.write(value, depth: 0)
-        writer.close(deeperThan: -1)
         if !writer.unstreamable { return writer.bytes }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
@@ -73,9 +72,10 @@ final class JSONStreamWriter {
         }
     }
 
-    /// Opens a container at `depth` and returns its ID.
+    /// Opens a container at `depth` and returns its ID. A container still open at that depth means one value
+    /// asked for a second container (JSONEncoder merges the two): that is not streamed.
     func openContainer(depth: Int, opener: UInt8, closer: UInt8) -> Int {
-        close(deeperThan: depth - 1)
+        if let last = open.last, last.depth >= depth { unstreamable = true }
         nextID += 1
         bytes.append(opener)
         open.append(Open(id: nextID, depth: depth, closer: closer, count: 0))

@@ -146,8 +146,21 @@ struct StreamingJSONEncoderTests {
         }
     }
 
+    /// Asks its encoder for a keyed container twice (JSONEncoder writes both halves into one object).
+    struct TwoHalves: Encodable {
+        enum Keys: String, CodingKey { case a, b }
+        func encode(to encoder: any Encoder) throws {
+            var first = encoder.container(keyedBy: Keys.self)
+            try first.encode(1, forKey: .a)
+            var second = encoder.container(keyedBy: Keys.self)
+            try second.encode(2, forKey: .b)
+        }
+    }
+
     @Test("values written in ways it does not stream are encoded by JSONEncoder")
     func fallBack() throws {
+        #expect(try Self.streamed(TwoHalves()) == Self.foundation(TwoHalves()))
+        #expect(try Self.streamed([TwoHalves(), TwoHalves()]) == Self.foundation([TwoHalves(), TwoHalves()]))
         #expect(try Self.streamed(Derived()) == Self.foundation(Derived()))
         #expect(try Self.streamed(OutOfOrder()) == Self.foundation(OutOfOrder()))
         #expect(try Self.streamed(["wrapped": OutOfOrder()]) == Self.foundation(["wrapped": OutOfOrder()]))
