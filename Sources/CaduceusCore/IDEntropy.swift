@@ -14,8 +14,6 @@ private let readBytes = Darwin.read
 /// Each word is handed out once. A process started by `fork` would share the parent's unread words, so a
 /// change of process ID discards them.
 enum IDEntropy {
-    static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
-
     private struct Pool {
         var words: [UInt64] = []
         var next = 0

@@ -25,7 +25,7 @@ extension TypedID {
             end += 1
             for word in [high, low] {
                 for shift in stride(from: 60, through: 0, by: -4) {
-                    buffer[end] = IDEntropy.hexDigits[Int(truncatingIfNeeded: (word >> UInt64(shift)) & 0xF)]
+                    buffer[end] = Hex.digits[Int(truncatingIfNeeded: (word >> UInt64(shift)) & 0xF)]
                     end += 1
                 }
             }

@@ -2,8 +2,6 @@
 /// `\`, the short escapes `\b \f \n \r \t`, other control characters as `\u00xx`, everything else as UTF-8.
 /// The audit log's canonical events and the API's responses both write strings this way.
 public enum JSONString {
-    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
-
     /// Appends `value` to `out` as a quoted, escaped JSON string. Runs that need no escape are copied whole.
     public static func append(_ value: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
@@ -32,7 +30,9 @@ public enum JSONString {
         case 0x08: out.append(contentsOf: [0x5C, UInt8(ascii: "b")])
         case 0x0C: out.append(contentsOf: [0x5C, UInt8(ascii: "f")])
         default:
-            out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 15)]])
+            out.append(contentsOf: [
+                0x5C, UInt8(ascii: "u"), 0x30, 0x30, Hex.digits[Int(byte >> 4)], Hex.digits[Int(byte & 15)],
+            ])
         }
     }
 }

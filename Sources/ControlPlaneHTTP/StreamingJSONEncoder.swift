@@ -5,8 +5,8 @@ import Foundation
 ///
 /// Foundation's `JSONEncoder` first builds a tree of boxed values, checking every value for the types it
 /// treats specially; for the small objects the API returns, that costs more than the rest of a request's own
-/// work. This writer produces the same text as `JSONEncoder` with `.withoutEscapingSlashes` — keys in the order
-/// they are written, `Data` as base64, `URL` as its absolute string, integral numbers without `.0` — for the
+/// work. This writer produces the same JSON as `JSONEncoder` with `.withoutEscapingSlashes` — `Data` as base64,
+/// `URL` as its absolute string, integral numbers without `.0` — with keys in the order they are written, for the
 /// way synthesised and ordinary hand-written `encode(to:)` write: one container per value, and each nested
 /// value finished before the next key. A value written any other way (a container written to after a sibling
 /// was, a super-encoder) is encoded by `JSONEncoder` instead, whole.
