@@ -203,7 +203,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
-            name: "SlurmExecutorTests", dependencies: ["SlurmExecutor", "CaduceusCore", "Scheduling"],
+            name: "SlurmExecutorTests", dependencies: ["SlurmExecutor", "ControlPlane", "CaduceusCore", "Scheduling"],
             swiftSettings: strict),
         .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "CaduceusCore"], swiftSettings: strict),
         .testTarget(

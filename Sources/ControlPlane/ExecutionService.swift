@@ -2,6 +2,7 @@ import AuditLog
 import CaduceusCore
 import Logging
 import Scheduling
+import Synchronization
 
 /// Keeps what a runner does in step with the job records: launches placed jobs, stops jobs that lost their
 /// GPUs, records starts and ends, audits GPU scrubs, and cordons a node whose scrub failed.
@@ -24,6 +25,8 @@ final class ExecutionService: JobReporter, Sendable {
     let onEnded: @Sendable (JobID) async -> Void
     private let kicks: AsyncStream<Void>.Continuation
     private let stream: AsyncStream<Void>
+    /// Each active node's holder as of the last reconciliation: the runner hears when it changes.
+    private let holders = Mutex<[NodeID: TenantID?]?>(nil)
 
     init(
         runner: any JobRunner, scheduling: SchedulingService, fleet: any FleetStore, audit: AuditRecorder,
@@ -43,13 +46,18 @@ final class ExecutionService: JobReporter, Sendable {
         (stream, kicks) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
-    /// Reconciles whenever kicked, one reconciliation at a time, until the task is cancelled.
+    /// Reconciles whenever kicked, one reconciliation at a time, until the task is cancelled. Each reads every
+    /// unfinished job, so kicks that come within `coalescing` of the last reconciliation fold into one: a burst
+    /// of submissions costs a reconciliation per burst, not per job.
     func run() async {
         await runner.prepare(reporter: self)
         for await _ in stream {
             await reconcile()
+            try? await Task.sleep(for: Self.coalescing)
         }
     }
+
+    static let coalescing = Duration.milliseconds(20)
 
     /// Asks for a reconciliation soon (requests made while one runs fold into one more).
     func kick() { kicks.yield() }
@@ -62,6 +70,14 @@ final class ExecutionService: JobReporter, Sendable {
     /// jobs across a restart), and fails the others (their process was lost in a restart).
     func reconcile() async {
         do {
+            let activeNodes = try await fleet.activeNodes()
+            let now = Dictionary(activeNodes.map { ($0.node.id, $0.node.lifecycle.tenant) }, uniquingKeysWith: { $1 })
+            if holders.withLock({ last in
+                defer { last = now }
+                return last != nil && last != now
+            }) {
+                await runner.nodesChanged()
+            }
             let jobs = try await fleet.unfinishedJobs()
             var wanted: [LaunchKey: JobRecord] = [:]
             var nodes: [LaunchKey: NodeID] = [:]
@@ -91,8 +107,15 @@ final class ExecutionService: JobReporter, Sendable {
                 let state = jobs.first { $0.id == key.job }?.state
                 await runner.stop(key, reason: state == .pending || state == .preempting ? .preempted : .cancelled)
             }
-            for (node, _) in try await fleet.activeNodes()
-            where node.lifecycle.state == .sanitizing && runner.serves(node: node.id) {
+            // After the launches, so that a job placed since the last call is launched, not withdrawn.
+            await runner.waiting(
+                jobs.filter { $0.state == .pending }.sorted { $0.submittedAt < $1.submittedAt }.map { job in
+                    WaitingRun(
+                        key: LaunchKey(job: job.id, attempt: job.preemptions), tenant: job.spec.tenant,
+                        project: job.spec.project, command: job.spec.command, arguments: job.spec.arguments,
+                        environment: job.spec.environment, maxRuntimeSeconds: job.spec.maxRuntimeSeconds)
+                })
+            for (node, _) in activeNodes where node.lifecycle.state == .sanitizing && runner.serves(node: node.id) {
                 guard let result = await runner.sanitize(node: node.id, reporter: self), result.succeeded else {
                     continue
                 }

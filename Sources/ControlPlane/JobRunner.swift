@@ -35,11 +35,49 @@ public protocol JobRunner: Sendable {
     /// or another replica took the lead — when its work still exists where it runs, following it from now on
     /// as if this runner had launched it. Returns whether it did; a job not adopted is reclaimed and failed.
     func adopt(_ launch: JobLaunch, reporter: any JobReporter) async -> Bool
+    /// Every job waiting in the queue now (each call names all of them). A runner that hands work to its
+    /// executor ahead of placement (Slurm, where a waiting job is a held Slurm job) takes in the new ones
+    /// and withdraws those no longer waiting; the launch of a job it holds this way starts that same work.
+    func waiting(_ jobs: [WaitingRun]) async
+    /// Nodes came, went or changed hands: a runner that keeps its own view of which nodes it serves, and for
+    /// whom, refreshes it before the next launch.
+    func nodesChanged() async
 }
 
 extension JobRunner {
     /// A runner whose work does not outlive the control plane adopts nothing.
     public func adopt(_ launch: JobLaunch, reporter: any JobReporter) async -> Bool { false }
+
+    /// A runner that starts work only once it is placed keeps nothing of the queue.
+    public func waiting(_ jobs: [WaitingRun]) async {}
+
+    /// A runner that asks the store each time has no view to refresh.
+    public func nodesChanged() async {}
+}
+
+/// A job waiting for GPUs: what its run will be, before the scheduler has chosen where.
+public struct WaitingRun: Hashable, Sendable, Codable {
+    /// The run it waits to start (its attempt counts the GPUs it lost before).
+    public var key: LaunchKey
+    public var tenant: TenantID
+    public var project: ProjectID
+    public var command: String
+    public var arguments: [String]
+    public var environment: [String: String]
+    public var maxRuntimeSeconds: Int
+
+    public init(
+        key: LaunchKey, tenant: TenantID, project: ProjectID, command: String, arguments: [String],
+        environment: [String: String], maxRuntimeSeconds: Int
+    ) {
+        self.key = key
+        self.tenant = tenant
+        self.project = project
+        self.command = command
+        self.arguments = arguments
+        self.environment = environment
+        self.maxRuntimeSeconds = maxRuntimeSeconds
+    }
 }
 
 /// What a runner tells the control plane.
@@ -119,6 +157,13 @@ public struct JobLaunch: Hashable, Sendable, Codable {
         self.node = node
         self.gpus = gpus
         self.maxRuntimeSeconds = maxRuntimeSeconds
+    }
+
+    /// The run as it waited in the queue.
+    public var waitingRun: WaitingRun {
+        WaitingRun(
+            key: key, tenant: tenant, project: project, command: command, arguments: arguments,
+            environment: environment, maxRuntimeSeconds: maxRuntimeSeconds)
     }
 }
 
@@ -240,6 +285,14 @@ public struct JobRunners: JobRunner {
 
     public func adopt(_ launch: JobLaunch, reporter: any JobReporter) async -> Bool {
         await runners.first { $0.serves(node: launch.node) }?.adopt(launch, reporter: reporter) ?? false
+    }
+
+    public func waiting(_ jobs: [WaitingRun]) async {
+        for runner in runners { await runner.waiting(jobs) }
+    }
+
+    public func nodesChanged() async {
+        for runner in runners { await runner.nodesChanged() }
     }
 
     /// The files of the runner that holds the job's log, plain or sealed (`<file>.sealed`).

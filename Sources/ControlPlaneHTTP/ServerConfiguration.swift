@@ -58,13 +58,16 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
     public var slurmGPUProgram: String = "caduceus-gpu"
     /// More options for its scrub on the nodes (`--fake-gpus 8` on a cluster of stand-ins).
     public var slurmGPUOptions: String = ""
+    /// How many jobs waiting in Caduceus's queue are handed to Slurm ahead of placement, held until the
+    /// scheduler places them (0: a job reaches Slurm only once placed).
+    public var slurmQueueAhead: Int = 1000
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case dataDirectory, listen, idleTimeoutMinutes, sessionLifetimeHours, hostNames, auditOrigin, databaseURL
         case fakeGPUs, localResidency, stopGraceSeconds, agentListen, agentTimeoutSeconds, agentCertificateDays
         case objectTiers, lifecycleIntervalMinutes
         case slurmURL, slurmUser, slurmTokenFile, slurmCACertificate, slurmPartitions, slurmSpool, slurmGPUProgram
-        case slurmGPUOptions, advertiseURL
+        case slurmGPUOptions, advertiseURL, slurmQueueAhead
     }
 
     /// The defaults.
@@ -94,6 +97,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         ("CADUCEUS_SLURM_CA_CERTIFICATE", "slurmCACertificate"), ("CADUCEUS_SLURM_PARTITIONS", "slurmPartitions"),
         ("CADUCEUS_SLURM_SPOOL", "slurmSpool"), ("CADUCEUS_SLURM_GPU_PROGRAM", "slurmGPUProgram"),
         ("CADUCEUS_SLURM_GPU_OPTIONS", "slurmGPUOptions"), ("CADUCEUS_ADVERTISE_URL", "advertiseURL"),
+        ("CADUCEUS_SLURM_QUEUE_AHEAD", "slurmQueueAhead"),
     ]
 
     /// Resolves the configuration from a file (if given), the environment and flag overrides.
@@ -163,6 +167,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         case "slurmSpool": slurmSpool = value
         case "slurmGPUProgram": slurmGPUProgram = value
         case "slurmGPUOptions": slurmGPUOptions = value
+        case "slurmQueueAhead": slurmQueueAhead = try int(value)
         case "advertiseURL": advertiseURL = value
         default: throw CaduceusError(code: "config.value", message: "unknown setting '\(key)'")
         }
@@ -191,6 +196,9 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         }
         guard (1...365).contains(agentCertificateDays) else {
             throw CaduceusError(code: "config.value", message: "agentCertificateDays must be 1 to 365")
+        }
+        guard (0...100_000).contains(slurmQueueAhead) else {
+            throw CaduceusError(code: "config.value", message: "slurmQueueAhead must be 0 to 100000")
         }
         guard (0...10_080).contains(lifecycleIntervalMinutes) else {
             throw CaduceusError(code: "config.value", message: "lifecycleIntervalMinutes must be 0 to 10080")
@@ -277,6 +285,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
             ("slurmTokenFile", slurmTokenFile), ("slurmCACertificate", slurmCACertificate),
             ("slurmPartitions", slurmPartitions), ("slurmSpool", slurmSpoolDirectory),
             ("slurmGPUProgram", slurmGPUProgram), ("slurmGPUOptions", slurmGPUOptions),
+            ("slurmQueueAhead", String(slurmQueueAhead)),
             ("advertiseURL", advertiseURL),
         ]
     }

@@ -127,6 +127,11 @@ extension SQLFleetStore {
         }
     }
 
+    /// Job specs and placements as decoded before, by their stored text: the execution service reads every
+    /// unfinished job after each change, and decoding them anew each time cost more than the change itself.
+    static let specs = DecodedJSONCache<JobSpec>()
+    static let assignments = DecodedJSONCache<[GPUAssignment]>()
+
     static func job(_ row: any SQLRow) throws -> JobRecord {
         let stateText = try row.decode(column: "state", as: String.self)
         guard let state = JobState(rawValue: stateText) else {
@@ -134,10 +139,10 @@ extension SQLFleetStore {
         }
         return JobRecord(
             id: JobID(unchecked: try row.decode(column: "id", as: String.self)),
-            spec: try decodeJSON(JobSpec.self, row, "spec"), state: state,
+            spec: try specs.decode(row, "spec"), state: state,
             submittedBy: UserID(unchecked: try row.decode(column: "submitted_by", as: String.self)),
             submittedAt: try SQLIdentityStore.time(row, "submitted_at"),
-            assignments: try decodeJSON([GPUAssignment].self, row, "assignments"),
+            assignments: try assignments.decode(row, "assignments"),
             startedAt: try SQLIdentityStore.optionalTime(row, "started_at"),
             endedAt: try SQLIdentityStore.optionalTime(row, "ended_at"),
             preemptions: try row.decode(column: "preemptions", as: Int.self),

@@ -2,6 +2,7 @@ import CaduceusCore
 import Foundation
 import SQLKit
 import Scheduling
+import Synchronization
 
 /// The fleet and job store over SQL: SQLite in embedded mode, PostgreSQL when distributed (same statements).
 ///
@@ -329,11 +330,34 @@ public final class SQLFleetStore: FleetStore {
     }
 
     static func decodeJSON<T: Decodable>(_ type: T.Type, _ row: any SQLRow, _ column: String) throws -> T {
-        let text = try row.decode(column: column, as: String.self)
+        try decodeJSON(T.self, text: try row.decode(column: column, as: String.self), column)
+    }
+
+    static func decodeJSON<T: Decodable>(_ type: T.Type, text: String, _ column: String) throws -> T {
         do {
             return try JSONDecoder().decode(T.self, from: Data(text.utf8))
         } catch {
             throw CaduceusError(code: "store.corrupt", message: "the stored \(column) is malformed", underlying: error)
         }
+    }
+}
+
+/// Values decoded from stored JSON, by the exact text they were decoded from (the same text always decodes
+/// to the same value, so an entry never goes stale); emptied whole when it reaches `capacity`.
+final class DecodedJSONCache<Value: Decodable & Sendable>: Sendable {
+    private let values = Mutex<[String: Value]>([:])
+    let capacity: Int
+
+    init(capacity: Int = 20_000) { self.capacity = capacity }
+
+    func decode(_ row: any SQLRow, _ column: String) throws -> Value {
+        let text = try row.decode(column: column, as: String.self)
+        if let known = values.withLock({ $0[text] }) { return known }
+        let value = try SQLFleetStore.decodeJSON(Value.self, text: text, column)
+        values.withLock { values in
+            if values.count >= capacity { values.removeAll(keepingCapacity: true) }
+            values[text] = value
+        }
+        return value
     }
 }

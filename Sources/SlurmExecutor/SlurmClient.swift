@@ -73,14 +73,28 @@ public struct SlurmClient: Sendable {
         }
     }
 
-    /// Submits a batch job; returns Slurm's job ID.
+    /// Submits a batch job; returns Slurm's job ID. A job submitted held waits, priority 0, until `release`.
     public func submit(_ submission: SlurmSubmission) async throws -> Int {
-        let reply = try await call(.POST, "job/submit", body: submission, as: SubmitReply.self)
+        // slurmrestd answers a held submission with "Job is in held state, pending scheduler release"
+        // (ESLURM_JOB_HELD) among its errors, beside the job's ID: that is the hold, not a failure.
+        let reply = try await call(
+            .POST, "job/submit", body: submission, as: SubmitReply.self,
+            tolerating: submission.job.hold == true ? [Self.jobHeld] : [])
         guard let id = reply.job_id else {
             throw CaduceusError(code: "slurm.error", message: "slurmrestd accepted the job but gave no job ID")
         }
         return id
     }
+
+    /// Releases a held job onto `nodelist` with `gres` (`gpu:<model>:N`), both set in the same update, so that
+    /// it never runs anywhere else or with other GPUs.
+    public func release(_ id: Int, nodelist: String, gres: String?) async throws {
+        _ = try await call(
+            .POST, "job/\(id)", body: SlurmJobUpdate(nodelist: nodelist, gres: gres, hold: false), as: EmptyReply.self)
+    }
+
+    /// Slurm's ESLURM_JOB_HELD.
+    static let jobHeld = 2042
 
     /// Cancels a job (scancel); a job Slurm already finished or forgot is not an error.
     public func cancel(_ id: Int) async throws {
@@ -97,7 +111,8 @@ public struct SlurmClient: Sendable {
     // MARK: Transport
 
     private func call<Reply: Decodable>(
-        _ method: HTTPMethod, _ path: String, body: (some Encodable)? = Optional<EmptyReply>.none, as: Reply.Type
+        _ method: HTTPMethod, _ path: String, body: (some Encodable)? = Optional<EmptyReply>.none, as: Reply.Type,
+        tolerating tolerated: Set<Int> = []
     ) async throws -> Reply {
         let uri = "/slurm/\(Self.apiVersion)/\(path)"
         var request: HTTPClientRequest
@@ -129,7 +144,9 @@ public struct SlurmClient: Sendable {
             throw CaduceusError(
                 code: "slurm.unavailable", message: "slurmrestd at \(endpoint) cannot be reached: \(error)")
         }
-        let errors = (try? JSONDecoder().decode(ErrorsReply.self, from: data))?.errors ?? []
+        let errors = ((try? JSONDecoder().decode(ErrorsReply.self, from: data))?.errors ?? []).filter {
+            !tolerated.contains($0.error_code ?? -1)
+        }
         let words = errors.compactMap { $0.error ?? $0.description }.filter { !$0.isEmpty }
         if !words.isEmpty || status.code >= 400 {
             let text = words.isEmpty ? "HTTP \(status.code)" : words.joined(separator: "; ")
@@ -185,6 +202,9 @@ public struct SlurmJob: Decodable, Sendable, Equatable {
     public var restart_cnt: Int?
     public var tres_per_node: String?
     public var standard_output: String?
+
+    /// Pending because it is held (priority 0): a job Caduceus handed to Slurm while it waits for GPUs.
+    public var isHeld: Bool { job_state == "PENDING" && (state_reason ?? "").hasPrefix("JobHeld") }
 }
 
 /// A batch job to submit: the script, and the job's properties.
@@ -192,10 +212,15 @@ public struct SlurmSubmission: Encodable, Sendable {
     public struct Properties: Encodable, Sendable {
         public var name: String
         public var partition: String
-        /// The node Caduceus chose (slurmrestd 22.05 takes `nodelist` as sbatch's `--nodelist`).
-        public var nodelist: String
+        /// The node Caduceus chose (slurmrestd 22.05 takes `nodelist` as sbatch's `--nodelist`); none while
+        /// the job is held in Slurm waiting for Caduceus to place it.
+        public var nodelist: String?
         /// `gpu:<model>:N`, as sbatch's `--gres`.
         public var gres: String?
+        /// Submitted held (priority 0): Slurm keeps it pending until it is released.
+        public var hold: Bool?
+        /// What `squeue` and `sacct` show beside the job.
+        public var comment: String?
         public var environment: [String: String]
         public var current_working_directory: String
         public var standard_output: String
@@ -235,10 +260,18 @@ private struct JobsReply: Decodable { var jobs: [SlurmJob]? }
 
 private struct SubmitReply: Decodable { var job_id: Int? }
 
+/// What `release` changes of a held job.
+private struct SlurmJobUpdate: Encodable {
+    var nodelist: String
+    var gres: String?
+    var hold: Bool
+}
+
 private struct EmptyReply: Codable {}
 
 private struct ErrorsReply: Decodable {
     struct Entry: Decodable {
+        var error_code: Int?
         var error: String?
         var description: String?
     }

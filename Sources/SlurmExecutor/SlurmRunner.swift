@@ -8,8 +8,11 @@ import Synchronization
 /// Runs placed jobs on a Slurm cluster through slurmrestd, as the local and remote runners run them on
 /// node agents.
 ///
-/// Caduceus's scheduler still decides placement: each launch is submitted to the tenant's partition with
-/// the chosen node (`nodelist`) and `gres=gpu:<model>:N`. A tenant's partition must hold exactly that
+/// Caduceus's scheduler still decides placement: each launch runs in the tenant's partition with the
+/// chosen node (`nodelist`) and `gres=gpu:<model>:N`. A job waiting in Caduceus's queue is already in
+/// Slurm's, held (priority 0, no node): when the scheduler places it, that Slurm job is released onto the
+/// chosen node and GPUs in one update, so that jobs reach Slurm as fast as they are submitted while Slurm
+/// never starts one Caduceus has not placed. A tenant's partition must hold exactly that
 /// tenant's nodes; when it holds a node of another tenant (or one no tenant holds), the runner refuses to
 /// run that tenant's jobs and says why. Job state comes from polling slurmrestd; a job Slurm fails or loses
 /// ends with Slurm's reason. Cancel and preemption cancel the Slurm job (its GPUs are freed at once, unlike
@@ -33,12 +36,16 @@ public final class SlurmRunner: JobRunner {
         public var gpuProgram: String
         /// More options for its scrub (`--fake-gpus N` on a cluster of stand-ins).
         public var gpuOptions: [String]
+        /// How many waiting jobs are handed to Slurm held, ahead of placement (0: a job reaches Slurm only once
+        /// it is placed); the oldest are handed first, the others when they are placed.
+        public var queueAhead: Int
 
         public init(
             endpoint: SlurmEndpoint, partitions: [String: String], spool: String,
             pollInterval: Duration = .milliseconds(250), missingPollsBeforeLost: Int = 12,
-            gpuProgram: String = "caduceus-gpu", gpuOptions: [String] = []
+            gpuProgram: String = "caduceus-gpu", gpuOptions: [String] = [], queueAhead: Int = 1000
         ) {
+            self.queueAhead = queueAhead
             self.gpuProgram = gpuProgram
             self.gpuOptions = gpuOptions
             self.endpoint = endpoint
@@ -84,6 +91,8 @@ public final class SlurmRunner: JobRunner {
         var missingPolls = 0
         /// Started, but slurmrestd could not be reached to submit it: sent again from the poll loop.
         var awaitingSlurm = false
+        /// The held Slurm job it waited in, when it was handed to Slurm ahead of placement.
+        var held: Task<Holding, Never>?
     }
 
     struct State {
@@ -98,6 +107,11 @@ public final class SlurmRunner: JobRunner {
         var sanitizing: [NodeID: Int] = [:]
         /// Launches whose end is being reported: still this runner's until the control plane has recorded it.
         var ending: Set<LaunchKey> = []
+        /// Waiting jobs handed to Slurm held, by run.
+        var queued: [LaunchKey: Task<Holding, Never>] = [:]
+        /// Held Slurm jobs of Caduceus's that were there before this runner (a restart, or another replica that
+        /// led): nil until listed; then each is taken by its job's queue entry or launch, or cancelled.
+        var inherited: [LaunchKey: Int]?
     }
 
     public let settings: Settings
@@ -105,6 +119,8 @@ public final class SlurmRunner: JobRunner {
     private let fleet: @Sendable () async throws -> [FleetNode]
     let logger: Logger
     let state = Mutex(State())
+    /// One listing of the inherited held jobs at a time.
+    let inheriting = AsyncLock()
 
     /// A runner over `client`; `fleet` lists Caduceus's nodes (each refresh matches them to Slurm's by name).
     public init(
@@ -125,7 +141,7 @@ public final class SlurmRunner: JobRunner {
     public func serves(node: NodeID) -> Bool { state.withLock { $0.served[node] != nil } }
 
     public func prepare(reporter: any JobReporter) async {
-        for folder in ["logs", "scratch", "scrubs", "sanitize"] {
+        for folder in ["logs", "scratch", "scrubs", "sanitize", "placements"] {
             try? FileManager.default.createDirectory(
                 atPath: settings.spool + "/" + folder, withIntermediateDirectories: true)
         }
@@ -147,12 +163,16 @@ public final class SlurmRunner: JobRunner {
         }
     }
 
+    public func nodesChanged() async { await refresh() }
+
     public func active() async -> Set<LaunchKey> { state.withLock { Set($0.launches.keys).union($0.ending) } }
 
     public func launch(_ launch: JobLaunch, reporter: any JobReporter) async {
         let taken = state.withLock { state -> Bool in
             guard state.launches[launch.key] == nil else { return false }
-            state.launches[launch.key] = Tracked(launch: launch, reporter: reporter)
+            var tracked = Tracked(launch: launch, reporter: reporter)
+            tracked.held = state.queued.removeValue(forKey: launch.key)
+            state.launches[launch.key] = tracked
             return true
         }
         guard taken else { return }
@@ -225,7 +245,15 @@ public final class SlurmRunner: JobRunner {
         let name = Self.jobNamePrefix(launch.key.job) + String(launch.key.attempt)
         let found: SlurmJob?
         do {
+            try await inherit()
             found = try await client.jobs().last { $0.name == name }
+            if let found, found.isHeld {
+                // Recorded as started, but the replica that started it stopped before releasing it.
+                guard let node = state.withLock({ $0.served[launch.node] }) else { return false }
+                try writePlacement(launch)
+                try await client.release(found.job_id, nodelist: node.name, gres: Self.gres(launch))
+            }
+            if found != nil { _ = state.withLock { $0.inherited?.removeValue(forKey: launch.key) } }
         } catch {
             logger.error(
                 "cannot ask Slurm for a job to adopt", metadata: ["job": "\(launch.key)", "error": "\(error)"])
@@ -266,7 +294,7 @@ public final class SlurmRunner: JobRunner {
             return
         }
         guard await reporter.starting(launch) else {
-            _ = state.withLock { $0.launches.removeValue(forKey: key) }
+            if let held = state.withLock({ $0.launches.removeValue(forKey: key)?.held }) { await withdraw(key, held) }
             return
         }
         await send(key, to: node)
@@ -283,13 +311,34 @@ public final class SlurmRunner: JobRunner {
         }
         let name = Self.jobNamePrefix(key.job) + String(key.attempt)
         do {
-            let resent = state.withLock { $0.launches[key]?.awaitingSlurm == true }
-            let earlier = resent ? try await client.jobs().first { $0.name == name }?.job_id : nil
+            try await inherit()
+            let (resent, held) = state.withLock { state in
+                let held =
+                    state.launches[key]?.held
+                    ?? state.inherited?.removeValue(forKey: key).map { id in
+                        Task { Holding.held(id) }
+                    }
+                state.launches[key]?.held = nil
+                return (state.launches[key]?.awaitingSlurm == true, held)
+            }
+            var holding = await held?.value
+            if resent || holding == .uncertain {
+                // A submission whose answer was lost may be in Slurm: held, or already released.
+                let named = try await client.jobs().filter { $0.name == name }
+                let earlier = named.first { !Self.isFinal($0.job_state ?? "") } ?? named.first
+                holding = earlier.map { $0.isHeld ? .held($0.job_id) : .submitted($0.job_id) } ?? .refused
+            }
+            try writePlacement(launch)
             let id: Int
-            if let earlier {
+            switch holding {
+            case .submitted(let earlier):
                 id = earlier
-            } else {
-                id = try await client.submit(try makeSubmission(launch, node: node))
+            case .held(let waiting):
+                id = try await releaseOrResubmit(waiting, launch, node: node)
+            case .refused, .uncertain, nil:
+                id = try await client.submit(
+                    try makeSubmission(
+                        launch.waitingRun, partition: try partition(of: node), on: node, gpus: launch.gpus))
             }
             let stopped = state.withLock { state -> Bool in
                 state.launches[key]?.slurmID = id
@@ -309,32 +358,69 @@ public final class SlurmRunner: JobRunner {
 
     func partition(for tenantName: String) -> String { settings.partitions[tenantName] ?? tenantName }
 
-    private func makeSubmission(_ launch: JobLaunch, node: FleetNode) throws -> SlurmSubmission {
+    /// The partition of the tenant holding `node`.
+    func partition(of node: FleetNode) throws -> String {
         guard let tenantName = node.tenantName else {
             throw CaduceusError(code: "slurm.partition", message: "node \(node.name) is held by no tenant")
         }
-        let scratch = settings.spool + "/scratch/\(launch.key.job.rawValue)"
-        let logs = settings.spool + "/logs/\(launch.key.job.rawValue)"
-        for folder in [scratch, logs] {
+        return partition(for: tenantName)
+    }
+
+    /// `gpu:<model>:N` for the GPUs a launch holds.
+    static func gres(_ launch: JobLaunch) -> String? {
+        launch.gpus.first.map { "gpu:\($0.model.lowercased()):\(launch.gpus.count)" }
+    }
+
+    /// The file a run's script reads what depends on its placement from (the GPUs Caduceus chose): written
+    /// when it is placed, so that a job handed to Slurm before then learns it when it starts.
+    func placementPath(_ key: LaunchKey) -> String {
+        settings.spool + "/placements/\(key.job.rawValue)-\(key.attempt)"
+    }
+
+    /// The job's scratch (its working directory) and log folder.
+    func makeFolders(_ key: LaunchKey) throws {
+        for folder in ["scratch", "logs"] {
             try FileManager.default.createDirectory(
-                atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                atPath: settings.spool + "/\(folder)/\(key.job.rawValue)", withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700])
         }
-        var environment = launch.environment
+    }
+
+    /// Writes the placement file and makes the job's folders, before its Slurm job may start.
+    func writePlacement(_ launch: JobLaunch) throws {
+        try makeFolders(launch.key)
+        let uuids = Self.shellQuoted(launch.gpus.map(\.uuid).joined(separator: ","))
+        try Data("export CADUCEUS_GPU_UUIDS=\(uuids)\n".utf8).write(
+            to: URL(fileURLWithPath: placementPath(launch.key)), options: .atomic)
+    }
+
+    /// A run's Slurm job in `partition`: placed on `node` with `gpus`, or, without them, held until released.
+    func makeSubmission(
+        _ run: WaitingRun, partition: String, on node: FleetNode? = nil, gpus: [GPUDevice] = []
+    ) throws -> SlurmSubmission {
+        let scratch = settings.spool + "/scratch/\(run.key.job.rawValue)"
+        let logs = settings.spool + "/logs/\(run.key.job.rawValue)"
+        // A held job needs its folders only once it is released (`writePlacement` makes them then).
+        if node != nil { try makeFolders(run.key) }
+        var environment = run.environment
         environment["PATH"] = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        environment["CADUCEUS_JOB_ID"] = launch.key.job.rawValue
-        environment["CADUCEUS_TENANT_ID"] = launch.tenant.rawValue
-        environment["CADUCEUS_PROJECT_ID"] = launch.project.rawValue
-        environment["CADUCEUS_GPU_UUIDS"] = launch.gpus.map(\.uuid).joined(separator: ",")
-        let command = ([launch.command] + launch.arguments).map(Self.shellQuoted).joined(separator: " ")
-        let gres = launch.gpus.first.map { "gpu:\($0.model.lowercased()):\(launch.gpus.count)" }
+        environment["CADUCEUS_JOB_ID"] = run.key.job.rawValue
+        environment["CADUCEUS_TENANT_ID"] = run.tenant.rawValue
+        environment["CADUCEUS_PROJECT_ID"] = run.project.rawValue
+        let command = ([run.command] + run.arguments).map(Self.shellQuoted).joined(separator: " ")
+        let placement = Self.shellQuoted(placementPath(run.key))
+        let held = node == nil
         return SlurmSubmission(
-            script: "#!/bin/sh\n# Caduceus job \(launch.key)\nexec \(command)\n",
+            script: "#!/bin/sh\n# Caduceus job \(run.key)\nif [ -r \(placement) ]; then . \(placement); fi\n"
+                + "exec \(command)\n",
             job: .init(
-                name: Self.jobNamePrefix(launch.key.job) + String(launch.key.attempt),
-                partition: partition(for: tenantName), nodelist: node.name, gres: gres, environment: environment,
-                current_working_directory: scratch, standard_output: logs + "/stdout.log",
+                name: Self.jobNamePrefix(run.key.job) + String(run.key.attempt), partition: partition,
+                nodelist: node?.name,
+                gres: gpus.first.map { "gpu:\($0.model.lowercased()):\(gpus.count)" }, hold: held ? true : nil,
+                comment: held ? "waiting in Caduceus's queue: released when Caduceus places it" : nil,
+                environment: environment, current_working_directory: scratch, standard_output: logs + "/stdout.log",
                 standard_error: logs + "/stderr.log",
-                time_limit: launch.maxRuntimeSeconds > 0 ? (launch.maxRuntimeSeconds + 59) / 60 : nil,
+                time_limit: run.maxRuntimeSeconds > 0 ? (run.maxRuntimeSeconds + 59) / 60 : nil,
                 requeue: false))
     }
 
@@ -362,7 +448,7 @@ public final class SlurmRunner: JobRunner {
         let submitted = state.withLock { $0.launches.compactMap { key, tracked in tracked.slurmID.map { (key, $0) } } }
         if !submitted.isEmpty {
             do {
-                let jobs = Dictionary(try await client.jobs().map { ($0.job_id, $0) }, uniquingKeysWith: { $1 })
+                let jobs = try await followed(submitted.map { $0.1 })
                 // Each job's end is recorded (and its logs sealed) on its own, so that a wave of jobs ending
                 // together frees its GPUs together.
                 await withTaskGroup(of: Void.self) { group in
@@ -375,6 +461,24 @@ public final class SlurmRunner: JobRunner {
         }
         await collectScrubs()
     }
+
+    /// The Slurm jobs with `ids` that slurmctld still knows. A few are asked for one by one: slurmrestd
+    /// renders the whole job list (every job, held and recently ended ones too) in tens of milliseconds while
+    /// slurmctld's job table stays locked against submissions, and the runner asks four times a second.
+    private func followed(_ ids: [Int]) async throws -> [Int: SlurmJob] {
+        guard ids.count <= Self.followedOneByOne else {
+            return Dictionary(try await client.jobs().map { ($0.job_id, $0) }, uniquingKeysWith: { $1 })
+        }
+        return try await withThrowingTaskGroup(of: SlurmJob?.self) { group in
+            for id in ids { group.addTask { try await self.client.job(id) } }
+            var found: [Int: SlurmJob] = [:]
+            for try await job in group { if let job { found[job.job_id] = job } }
+            return found
+        }
+    }
+
+    /// Up to this many followed jobs are asked for one by one.
+    static let followedOneByOne = 32
 
     private func follow(_ key: LaunchKey, _ id: Int, _ job: SlurmJob?) async {
         guard let job else {
@@ -424,6 +528,8 @@ public final class SlurmRunner: JobRunner {
             })
         else { return }
         defer { _ = state.withLock { $0.ending.remove(key) } }
+        try? FileManager.default.removeItem(atPath: placementPath(key))
+        if let held = tracked.held { await withdraw(key, held) }
         let bytes = [false, true].reduce(0) { total, stderr in
             let size = (try? FileManager.default.attributesOfItem(atPath: logPath(key.job, stderr: stderr))[.size])
             return total + ((size as? Int) ?? 0)

@@ -16,7 +16,10 @@ struct BenchScale: AsyncParsableCommand {
             by wrk (Debian package 'wrk'). PostgreSQL runs need --postgres: a URL whose user may create \
             databases (each run gets a new one). With two replicas the follower forwards its share to the leader. \
             Failover: two replicas, the leader killed with SIGKILL, and the time until the other one answers the \
-            API as the new leader, over --rounds rounds.
+            API as the new leader, over --rounds rounds. Slurm (--slurm-socket, --slurm-node, SLURM_CONF set): \
+            --slurm-jobs one-GPU jobs submitted through Caduceus, timed until accepted, until in Slurm (squeue \
+            lists them; a job waiting for GPUs waits there, held) and until completed; then as many plain \
+            `sbatch --wrap true` from a shell loop, the reference.
             """
     )
 
@@ -42,7 +45,7 @@ struct BenchScale: AsyncParsableCommand {
     var slurmPartition: String = "debug"
 
     @Option(help: "Jobs for the Slurm measurement.")
-    var slurmJobs: Int = 100
+    var slurmJobs: Int = 300
 
     func run() async throws {
         guard let wrk = BenchAPI.which("wrk") else { throw CLIError("wrk is not installed: apt-get install -y wrk") }

@@ -26,7 +26,8 @@ final class SlurmSetup: Sendable {
             settings: .init(
                 endpoint: endpoint, partitions: try configuration.slurmPartitionMap(),
                 spool: configuration.slurmSpoolDirectory, gpuProgram: configuration.slurmGPUProgram,
-                gpuOptions: configuration.slurmGPUOptions.split(separator: " ").map(String.init)),
+                gpuOptions: configuration.slurmGPUOptions.split(separator: " ").map(String.init),
+                queueAhead: configuration.slurmQueueAhead),
             client: SlurmClient(endpoint: endpoint, http: http), logger: logger,
             fleet: {
                 guard let plane = plane.value.withLock({ $0 }) else { return [] }

@@ -136,6 +136,69 @@ struct SlurmEndToEndTests {
         #expect(try server.get("/readyz").0 == 200)
     }
 
+    /// Polls slurmrestd until the one Slurm job named `name` satisfies `condition`; returns it.
+    func waitInSlurm(
+        _ name: String, seconds: Double = 30, until condition: ([String: Any]) -> Bool
+    ) throws -> [String: Any]? {
+        let deadline = Date().addingTimeInterval(seconds)
+        var last: [String: Any]?
+        while Date() < deadline {
+            last = try slurmJobs(named: name).first
+            if let last, condition(last) { return last }
+            usleep(250_000)
+        }
+        Issue.record("Slurm job \(name) never got there; last: \(String(describing: last))")
+        return last
+    }
+
+    @Test("waiting jobs wait in Slurm, held; placed, each is released onto its node and GPUs; restart; cancel")
+    func waitingJobsAreHeldInSlurm() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        var server = try server(scratch, partitions: "st-marys=debug")
+        defer { server.stop() }
+        var session = CLISession(scratch: scratch, server: server)
+        let (_, project, _, _) = try slurmTenant(session)
+        let submit = ["job", "submit", "--project", project, "--class", "batch"]
+        let blocker = try session.id(submit + ["--gpus-per-node", "8", "--", "/bin/sh", "-c", "sleep 8"], as: "rita")
+        _ = try wait(for: blocker, in: ["running"], session)
+
+        // No GPU is free: each new job waits in Caduceus's queue, and in Slurm's as a held job with no node.
+        let waiting = try session.id(
+            submit + ["--gpus-per-node", "2", "--", "/bin/sh", "-c", "echo \"placed on $CADUCEUS_GPU_UUIDS\""],
+            as: "rita")
+        let cancelled = try session.id(submit + ["--gpus-per-node", "1", "--", "/bin/true"], as: "rita")
+        for job in [waiting, cancelled] {
+            let held = try waitInSlurm("caduceus-\(job)-0") {
+                $0["job_state"] as? String == "PENDING" && ($0["state_reason"] as? String ?? "").hasPrefix("JobHeld")
+            }
+            #expect(held?["tres_per_node"] as? String ?? "" == "", "no GPUs before placement: \(held ?? [:])")
+        }
+        #expect(try session.json(["job", "show", waiting], as: "rita")["state"] as? String == "pending")
+
+        // Cancelled while waiting: its held Slurm job is cancelled and never runs.
+        #expect(try session.run(["job", "cancel", cancelled], as: "rita").status == 0)
+        _ = try waitInSlurm("caduceus-\(cancelled)-0") { $0["job_state"] as? String == "CANCELLED" }
+
+        // A restart while the job waits: the new process takes the held job over rather than handing over another.
+        server.kill()
+        server = try self.server(scratch, partitions: "st-marys=debug")
+        session = CLISession(scratch: scratch, server: server)
+
+        // The blocker ends; the waiting job is placed and its held Slurm job released onto the node with its GRES.
+        let done = try wait(for: waiting, in: ["succeeded", "failed"], session, seconds: 90)
+        #expect(done["state"] as? String == "succeeded", "\(done) \(server.logText.suffix(3000))")
+        let runs = try slurmJobs(named: "caduceus-\(waiting)-")
+        #expect(runs.count == 1, "one Slurm job for the run: \(runs)")
+        #expect(runs.first?["nodes"] as? String == slurmNode)
+        #expect(runs.first?["tres_per_node"] as? String == "gres:gpu:h200:2", "\(runs)")
+        #expect(runs.first?["job_state"] as? String == "COMPLETED")
+        let logs = try session.run(["job", "logs", waiting], as: "rita")
+        #expect(logs.text.contains("placed on GPU-slurm-"), "\(logs.text) \(logs.stderr)")
+        #expect(try slurmJobs(named: "caduceus-\(cancelled)-").allSatisfy { $0["job_state"] as? String == "CANCELLED" })
+        #expect(try session.json(["job", "show", cancelled], as: "rita")["state"] as? String == "cancelled")
+    }
+
     @Test("the control plane restarts while a Slurm job runs: it follows the job on, which succeeds, run once")
     func restartAdoptsRunningJobs() throws {
         let scratch = try Scratch()

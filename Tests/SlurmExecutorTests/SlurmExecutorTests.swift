@@ -1,4 +1,6 @@
 import CaduceusCore
+import ControlPlane
+import Foundation
 import Scheduling
 import Testing
 
@@ -52,6 +54,30 @@ struct SlurmExecutorTests {
         #expect(SlurmRunner.isFinal("NODE_FAIL") && SlurmRunner.isFinal("COMPLETED"))
         #expect(!SlurmRunner.isFinal("PENDING") && !SlurmRunner.isFinal("COMPLETING"))
         #expect(SlurmRunner.shellQuoted("it's") == #"'it'\''s'"#)
+    }
+
+    @Test("a Slurm job's name gives back its run; other names give none")
+    func launchKeys() throws {
+        let job = JobID.generate()
+        #expect(SlurmRunner.launchKey(named: "caduceus-\(job)-3") == LaunchKey(job: job, attempt: 3))
+        #expect(SlurmRunner.launchKey(named: SlurmRunner.jobNamePrefix(job) + "0") == LaunchKey(job: job, attempt: 0))
+        for other in ["wrap", "caduceus-\(job)", "caduceus-\(job)--1", "caduceus-job-X-1", "caduceus--1", "caduceus-"] {
+            #expect(SlurmRunner.launchKey(named: other) == nil, "\(other)")
+        }
+    }
+
+    @Test("held: pending with a JobHeld reason, nothing else")
+    func held() throws {
+        func job(_ state: String, _ reason: String?) throws -> SlurmJob {
+            let reason = reason.map { ",\"state_reason\":\"\($0)\"" } ?? ""
+            return try JSONDecoder().decode(
+                SlurmJob.self, from: Data("{\"job_id\":1,\"job_state\":\"\(state)\"\(reason)}".utf8))
+        }
+        #expect(try job("PENDING", "JobHeldUser").isHeld)
+        #expect(try job("PENDING", "JobHeldAdmin").isHeld)
+        #expect(try !job("PENDING", "Resources").isHeld)
+        #expect(try !job("RUNNING", "JobHeldUser").isHeld)
+        #expect(try !job("PENDING", nil).isHeld)
     }
 
     @Test("slurmrestd addresses: a unix socket, or https with a user and token; clear text only on loopback")
