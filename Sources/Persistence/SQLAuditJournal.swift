@@ -32,37 +32,55 @@ public final class SQLAuditJournal: SharedJournal {
 
     public func append(_ record: JournalRecord) throws {
         let encoded = Base64URL.encode(record.encoded())
+        let first = Int64(record.firstIndex)
         try Self.blocking { [engine, fence] in
             do {
-                try await engine.transaction { db in
-                    if let fence {
-                        let current = try await db.raw("SELECT * FROM leases WHERE name = \(bind: fence.name)").first()
-                            .map(SQLClusterStore.lease)
-                        guard let current, current.holder == fence.holder, current.token == fence.token else {
-                            throw CaduceusError(
-                                code: SharedJournalError.conflict,
-                                message: "the lease \(fence.name) with fencing token \(fence.token) is no longer "
-                                    + "this replica's: it may not append to the shared audit log")
-                        }
-                    }
-                    let end =
-                        try await db.raw("SELECT MAX(end_index) AS last_end FROM audit_batches").first()?
-                        .decode(column: "last_end", as: Int64?.self) ?? 0
-                    guard UInt64(end) == record.firstIndex else {
-                        throw SharedJournalError.misplaced(expected: UInt64(end), offered: record.firstIndex)
-                    }
+                // One statement, so one round trip while every appender waits on this batch: the batch goes in
+                // only where the shared log ends and only while the fence (the lease) is still this replica's;
+                // the unique first index keeps two writers that both saw the same end from both getting in.
+                let inserted = try await SQLTransaction.statement(engine, pinned: nil) { db in
                     try await db.raw(
                         """
                         INSERT INTO audit_batches (first_index, end_index, record)
-                        VALUES (\(bind: Int64(record.firstIndex)), \(bind: Int64(record.endIndex)), \(bind: encoded))
+                        SELECT \(bind: first), \(bind: Int64(record.endIndex)), \(bind: encoded)
+                        WHERE (SELECT COALESCE(MAX(end_index), 0) FROM audit_batches) = \(bind: first)
+                            AND (\(bind: fence == nil) OR EXISTS (
+                                SELECT 1 FROM leases WHERE name = \(bind: fence?.name ?? "")
+                                    AND holder = \(bind: fence?.holder ?? "") AND token = \(bind: Int64(fence?.token ?? 0))))
+                        RETURNING first_index
                         """
-                    ).run()
+                    ).first()
                 }
+                if inserted == nil { throw try await Self.refusal(engine, record, fence) }
             } catch let error as CaduceusError where error.code == SharedJournalError.conflict {
                 throw error
             } catch {
                 throw SQLErrors.translate(error)
             }
+        }
+    }
+
+    /// Why a batch was not appended: the fence is no longer this replica's, or the log ends elsewhere.
+    private static func refusal(
+        _ engine: any SQLEngine, _ record: JournalRecord, _ fence: LeaseRecord?
+    ) async throws
+        -> CaduceusError
+    {
+        try await SQLTransaction.statement(engine, pinned: nil) { db in
+            if let fence {
+                let current = try await db.raw("SELECT * FROM leases WHERE name = \(bind: fence.name)").first()
+                    .map(SQLClusterStore.lease)
+                guard let current, current.holder == fence.holder, current.token == fence.token else {
+                    return CaduceusError(
+                        code: SharedJournalError.conflict,
+                        message: "the lease \(fence.name) with fencing token \(fence.token) is no longer "
+                            + "this replica's: it may not append to the shared audit log")
+                }
+            }
+            let end =
+                try await db.raw("SELECT MAX(end_index) AS last_end FROM audit_batches").first()?
+                .decode(column: "last_end", as: Int64?.self) ?? 0
+            return SharedJournalError.misplaced(expected: UInt64(end), offered: record.firstIndex)
         }
     }
 
@@ -94,7 +112,9 @@ public final class SQLAuditJournal: SharedJournal {
     /// committer thread), blocking that thread meanwhile.
     static func blocking<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
         let outcome = Outcome<T>()
-        Task.detached {
+        // The log's committer thread waits on this while every appender waits on the committer: ahead of the
+        // requests that fill the pool.
+        Task.detached(priority: .high) {
             do {
                 outcome.value = .success(try await work())
             } catch {
