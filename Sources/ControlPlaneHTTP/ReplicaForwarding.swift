@@ -103,8 +103,11 @@ final class LeaderForwarder: Sendable {
         }
         outgoing.headers.add(name: HTTPField.Name.forwardedFor.rawName, value: context.info.sourceAddress ?? "")
         outgoing.headers.add(name: HTTPField.Name.replicaKey.rawName, value: key.value)
-        if request.method != .get && request.method != .head {
-            let length = request.headers[.contentLength].flatMap(Int64.init)
+        let length = request.headers[.contentLength].flatMap(Int64.init)
+        if let length, length <= Self.collected {
+            // A small body (every JSON request) goes whole: streaming it costs a hop per piece each way.
+            if length > 0 { outgoing.body = .bytes(try await request.body.collect(upTo: Int(length))) }
+        } else if request.method != .get && request.method != .head {
             outgoing.body = .stream(request.body, length: length.map { .known($0) } ?? .unknown)
         }
         let answer: HTTPClientResponse
@@ -117,10 +120,16 @@ final class LeaderForwarder: Sendable {
         for header in answer.headers where !Self.hopByHop.contains(header.name.lowercased()) {
             if let name = HTTPField.Name(header.name) { headers.append(HTTPField(name: name, value: header.value)) }
         }
-        return Response(
-            status: HTTPResponse.Status(code: Int(answer.status.code)), headers: headers,
-            body: ResponseBody(asyncSequence: answer.body))
+        let status = HTTPResponse.Status(code: Int(answer.status.code))
+        if let size = answer.headers.first(name: "content-length").flatMap(Int.init), size <= Self.collected {
+            let body = try await answer.body.collect(upTo: size)
+            return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: body))
+        }
+        return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: answer.body))
     }
+
+    /// Bodies up to this size are forwarded whole; larger ones (uploads, downloads, logs) stream.
+    static let collected: Int64 = 64 << 10
 
     func shutdown() async {
         try? await client.shutdown()

@@ -98,6 +98,15 @@ struct FailoverTests {
         let viaFollower = CLISession(scratch: scratch, server: replicas[1])
         #expect(try viaFollower.json(["tenant", "show", tenant], as: "admin")["name"] as? String == "st-marys")
         #expect(try replicas[1].get("/readyz").0 == 200)
+        // Bodies over the size forwarded whole stream through the follower both ways, intact.
+        let large = Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
+        try large.write(to: URL(fileURLWithPath: scratch.path + "/large.bin"))
+        let stored = try viaFollower.run(["dataset", "upload", dataset, scratch.path + "/large.bin"], as: "rita")
+        #expect(stored.status == 0, "\(stored.text) \(stored.stderr)")
+        let fetched = try viaFollower.run(
+            ["dataset", "download", dataset, "large.bin", "--out", scratch.path + "/large-back.bin"], as: "rita")
+        #expect(fetched.status == 0, "\(fetched.text) \(fetched.stderr)")
+        #expect(FileManager.default.contents(atPath: scratch.path + "/large-back.bin") == large)
         #expect(try replicas[1].get("/metrics").0 == 404, "a follower never relays the leader's metrics")
 
         let box = SessionBox([first, viaFollower])
