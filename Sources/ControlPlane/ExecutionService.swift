@@ -107,9 +107,10 @@ final class ExecutionService: JobReporter, Sendable {
                 let state = jobs.first { $0.id == key.job }?.state
                 await runner.stop(key, reason: state == .pending || state == .preempting ? .preempted : .cancelled)
             }
-            // After the launches, so that a job placed since the last call is launched, not withdrawn.
+            // After the launches, so that a job placed since the last call is launched, not withdrawn; oldest
+            // first, as the store lists them.
             await runner.waiting(
-                jobs.filter { $0.state == .pending }.sorted { $0.submittedAt < $1.submittedAt }.map { job in
+                jobs.filter { $0.state == .pending }.map { job in
                     WaitingRun(
                         key: LaunchKey(job: job.id, attempt: job.preemptions), tenant: job.spec.tenant,
                         project: job.spec.project, command: job.spec.command, arguments: job.spec.arguments,

@@ -59,6 +59,6 @@ public protocol FleetStore: Sendable {
     func updateJob(_ job: JobRecord) async throws
     func job(id: JobID) async throws -> JobRecord?
     func jobs(matching filter: JobFilter, after cursor: String?, limit: Int) async throws -> Page<JobRecord>
-    /// Every job not in a final state (for the scheduler at start).
+    /// Every job not in a final state, oldest submission first (for the scheduler at start).
     func unfinishedJobs() async throws -> [JobRecord]
 }

@@ -143,7 +143,7 @@ extension SlurmRunner {
     /// the run is submitted anew.
     func releaseOrResubmit(_ held: Int, _ launch: JobLaunch, node: FleetNode) async throws -> Int {
         do {
-            try await client.release(held, nodelist: node.name, gres: Self.gres(launch))
+            try await client.release(held, nodelist: node.name, gres: Self.gres(launch.gpus))
             return held
         } catch let error as CaduceusError where error.code == "slurm.error" {
             logger.warning(
