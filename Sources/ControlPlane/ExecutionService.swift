@@ -110,11 +110,8 @@ final class ExecutionService: JobReporter, Sendable {
             // After the launches, so that a job placed since the last call is launched, not withdrawn; oldest
             // first, as the store lists them.
             await runner.waiting(
-                jobs.filter { $0.state == .pending }.map { job in
-                    WaitingRun(
-                        key: LaunchKey(job: job.id, attempt: job.preemptions), tenant: job.spec.tenant,
-                        project: job.spec.project, command: job.spec.command, arguments: job.spec.arguments,
-                        environment: job.spec.environment, maxRuntimeSeconds: job.spec.maxRuntimeSeconds)
+                jobs.filter { $0.state == .pending }.map {
+                    Self.run(of: $0, key: LaunchKey(job: $0.id, attempt: $0.preemptions))
                 })
             for (node, _) in activeNodes where node.lifecycle.state == .sanitizing && runner.serves(node: node.id) {
                 guard let result = await runner.sanitize(node: node.id, reporter: self), result.succeeded else {
@@ -132,10 +129,15 @@ final class ExecutionService: JobReporter, Sendable {
             return nil
         }
         let gpus = assignment.gpus.compactMap { index in node.gpus.first { $0.index == index } }
-        return JobLaunch(
+        return JobLaunch(Self.run(of: job, key: key), node: node.id, gpus: gpus, datasets: job.spec.datasets ?? [])
+    }
+
+    /// The run `key` of `job`, before its placement.
+    static func run(of job: JobRecord, key: LaunchKey) -> WaitingRun {
+        WaitingRun(
             key: key, tenant: job.spec.tenant, project: job.spec.project, command: job.spec.command,
-            arguments: job.spec.arguments, environment: job.spec.environment, node: node.id, gpus: gpus,
-            maxRuntimeSeconds: job.spec.maxRuntimeSeconds, datasets: job.spec.datasets ?? [])
+            arguments: job.spec.arguments, environment: job.spec.environment,
+            maxRuntimeSeconds: job.spec.maxRuntimeSeconds)
     }
 
     // MARK: JobReporter

@@ -159,6 +159,14 @@ public struct JobLaunch: Hashable, Sendable, Codable {
         self.maxRuntimeSeconds = maxRuntimeSeconds
     }
 
+    /// `run`, placed on `node` with `gpus`.
+    public init(_ run: WaitingRun, node: NodeID, gpus: [GPUDevice], datasets: [DatasetID] = []) {
+        self.init(
+            key: run.key, tenant: run.tenant, project: run.project, command: run.command, arguments: run.arguments,
+            environment: run.environment, node: node, gpus: gpus, maxRuntimeSeconds: run.maxRuntimeSeconds,
+            datasets: datasets)
+    }
+
     /// The run as it waited in the queue.
     public var waitingRun: WaitingRun {
         WaitingRun(
