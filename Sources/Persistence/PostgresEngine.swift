@@ -1,8 +1,11 @@
 import CaduceusCore
 import Logging
+import NIOCore
+import NIOPosix
 import PostgresKit
 import PostgresNIO
 import SQLKit
+import Synchronization
 
 /// PostgreSQL: a bounded pool of connections, opened on demand and dropped when the server closes them.
 ///
@@ -11,6 +14,7 @@ import SQLKit
 /// `maximumAttempts` times. `exclusive` holds a session advisory lock, the same on every replica.
 final class PostgresEngine: SQLEngine {
     private let pool: PostgresPool
+    private let direct: DirectConnection
     private let logger: Logger
     static let maximumAttempts = 30
     /// The advisory lock key `exclusive` takes (any fixed 64-bit number, the same on every replica).
@@ -18,6 +22,7 @@ final class PostgresEngine: SQLEngine {
 
     init(configuration: PostgresConnection.Configuration, poolSize: Int, logger: Logger) {
         self.pool = PostgresPool(configuration: configuration, size: poolSize, logger: logger)
+        self.direct = DirectConnection(configuration: configuration, logger: logger)
         self.logger = logger
     }
 
@@ -63,7 +68,83 @@ final class PostgresEngine: SQLEngine {
         }
     }
 
-    func close() async throws { await pool.close() }
+    func blocking<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) -> EventLoopFuture<T>) throws -> T {
+        try direct.run(body)
+    }
+
+    func close() async throws {
+        await pool.close()
+        await direct.close()
+    }
+}
+
+/// A connection of its own for one blocking thread (the audit log's committer), on an event loop of its own:
+/// its round trips wait neither for a task of the concurrency pool to run nor behind the requests' I/O, so
+/// that the batch every appender waits on spends as little time as it can on the way to the database and
+/// back. Opened on first use; one that failed or that the server closed is replaced on the next.
+final class DirectConnection: Sendable {
+    private let configuration: PostgresConnection.Configuration
+    private let logger: Logger
+    private let state = Mutex<State>(State())
+
+    private struct State {
+        var group: MultiThreadedEventLoopGroup?
+        var connection: PostgresConnection?
+        var closed = false
+    }
+
+    init(configuration: PostgresConnection.Configuration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    func run<T: Sendable>(_ body: (any SQLDatabase) -> EventLoopFuture<T>) throws -> T {
+        let connection = try current()
+        do {
+            return try body(connection.sql(queryLogLevel: nil)).wait()
+        } catch {
+            if SQLErrors.isConnectionLost(error) || connection.isClosed { drop(connection) }
+            throw error
+        }
+    }
+
+    /// The connection, opened now if there is none; callers that come meanwhile wait for the same one.
+    private func current() throws -> PostgresConnection {
+        try state.withLock { state in
+            guard !state.closed else {
+                throw CaduceusError(code: "store.unavailable", message: "the database connection is closed")
+            }
+            if let connection = state.connection, !connection.isClosed { return connection }
+            let group = state.group ?? MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            state.group = group
+            do {
+                let connection = try PostgresConnection.connect(
+                    on: group.next(), configuration: configuration, id: 0, logger: logger
+                ).wait()
+                state.connection = connection
+                return connection
+            } catch {
+                throw CaduceusError(
+                    code: "store.unavailable",
+                    message: "cannot connect to the database (\(SQLErrors.translate(error).message))")
+            }
+        }
+    }
+
+    private func drop(_ connection: PostgresConnection) {
+        state.withLock { if $0.connection === connection { $0.connection = nil } }
+        connection.close().whenComplete { _ in }
+    }
+
+    func close() async {
+        let (group, connection) = state.withLock { state in
+            state.closed = true
+            defer { state.connection = nil }
+            return (state.group, state.connection)
+        }
+        try? await connection?.close()
+        try? await group?.shutdownGracefully()
+    }
 }
 
 /// A bounded set of PostgreSQL connections. A caller borrows one for its whole statement or transaction;

@@ -1,7 +1,7 @@
 import AuditLog
 import CaduceusCore
-import Dispatch
 import Identity
+import NIOCore
 import SQLKit
 
 /// The audit log's shared journal in the database (distributed mode): one row per committed batch, the
@@ -22,38 +22,34 @@ public final class SQLAuditJournal: SharedJournal {
     public func fenced(by lease: LeaseRecord) -> SQLAuditJournal { SQLAuditJournal(engine: engine, fence: lease) }
 
     public func last() throws -> JournalRecord? {
-        try Self.blocking { [engine] in
-            try await SQLTransaction.statement(engine, pinned: nil) { db in
-                try await db.raw("SELECT first_index, record FROM audit_batches ORDER BY first_index DESC LIMIT 1")
-                    .first().map(Self.record)
-            }
-        }
+        try run { db in
+            db.raw("SELECT first_index, record FROM audit_batches ORDER BY first_index DESC LIMIT 1").first()
+        }.map(Self.record)
     }
 
     public func append(_ record: JournalRecord) throws {
         let encoded = Base64URL.encode(record.encoded())
         let first = Int64(record.firstIndex)
-        try Self.blocking { [engine, fence] in
+        let fence = self.fence
+        // One statement, so one round trip while every appender waits on this batch: the batch goes in only
+        // where the shared log ends and only while the fence (the lease) is still this replica's; the unique
+        // first index keeps two writers that both saw the same end from both getting in.
+        let inserted = try run { db in
+            db.raw(
+                """
+                INSERT INTO audit_batches (first_index, end_index, record)
+                SELECT \(bind: first), \(bind: Int64(record.endIndex)), \(bind: encoded)
+                WHERE (SELECT COALESCE(MAX(end_index), 0) FROM audit_batches) = \(bind: first)
+                    AND (\(bind: fence == nil) OR EXISTS (
+                        SELECT 1 FROM leases WHERE name = \(bind: fence?.name ?? "")
+                            AND holder = \(bind: fence?.holder ?? "") AND token = \(bind: Int64(fence?.token ?? 0))))
+                RETURNING first_index
+                """
+            ).first()
+        }
+        if inserted == nil {
             do {
-                // One statement, so one round trip while every appender waits on this batch: the batch goes in
-                // only where the shared log ends and only while the fence (the lease) is still this replica's;
-                // the unique first index keeps two writers that both saw the same end from both getting in.
-                let inserted = try await SQLTransaction.statement(engine, pinned: nil) { db in
-                    try await db.raw(
-                        """
-                        INSERT INTO audit_batches (first_index, end_index, record)
-                        SELECT \(bind: first), \(bind: Int64(record.endIndex)), \(bind: encoded)
-                        WHERE (SELECT COALESCE(MAX(end_index), 0) FROM audit_batches) = \(bind: first)
-                            AND (\(bind: fence == nil) OR EXISTS (
-                                SELECT 1 FROM leases WHERE name = \(bind: fence?.name ?? "")
-                                    AND holder = \(bind: fence?.holder ?? "") AND token = \(bind: Int64(fence?.token ?? 0))))
-                        RETURNING first_index
-                        """
-                    ).first()
-                }
-                if inserted == nil { throw try await Self.refusal(engine, record, fence) }
-            } catch let error as CaduceusError where error.code == SharedJournalError.conflict {
-                throw error
+                throw try BlockingBridge.run { [engine] in try await Self.refusal(engine, record, fence) }
             } catch {
                 throw SQLErrors.translate(error)
             }
@@ -85,15 +81,22 @@ public final class SQLAuditJournal: SharedJournal {
     }
 
     public func records(from index: UInt64, limit: Int) throws -> [JournalRecord] {
-        try Self.blocking { [engine] in
-            try await SQLTransaction.statement(engine, pinned: nil) { db in
-                try await db.raw(
-                    """
-                    SELECT first_index, record FROM audit_batches WHERE first_index >= \(bind: Int64(index))
-                    ORDER BY first_index LIMIT \(bind: limit)
-                    """
-                ).all().map(Self.record)
-            }
+        try run { db in
+            db.raw(
+                """
+                SELECT first_index, record FROM audit_batches WHERE first_index >= \(bind: Int64(index))
+                ORDER BY first_index LIMIT \(bind: limit)
+                """
+            ).all()
+        }.map(Self.record)
+    }
+
+    /// Runs one statement from the log's committer thread, blocking it; errors come out as `CaduceusError`s.
+    private func run<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) -> EventLoopFuture<T>) throws -> T {
+        do {
+            return try engine.blocking(body)
+        } catch {
+            throw SQLErrors.translate(error)
         }
     }
 
@@ -106,29 +109,5 @@ public final class SQLAuditJournal: SharedJournal {
                 code: "audit.shared.corrupt", message: "the shared audit batch at entry \(first) is damaged")
         }
         return record
-    }
-
-    /// Runs `work` to completion from a thread that is not one of the concurrency pool's (the audit log's
-    /// committer thread), blocking that thread meanwhile.
-    static func blocking<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
-        let outcome = Outcome<T>()
-        // The log's committer thread waits on this while every appender waits on the committer: ahead of the
-        // requests that fill the pool.
-        Task.detached(priority: .high) {
-            do {
-                outcome.value = .success(try await work())
-            } catch {
-                outcome.value = .failure(error)
-            }
-            outcome.done.signal()
-        }
-        outcome.done.wait()
-        return try outcome.value!.get()
-    }
-
-    /// Safe: `value` is written once before `done` is signalled and read only after it was waited for.
-    private final class Outcome<T>: @unchecked Sendable {
-        var value: Result<T, any Error>?
-        let done = DispatchSemaphore(value: 0)
     }
 }

@@ -1,4 +1,6 @@
 import CaduceusCore
+import Dispatch
+import NIOCore
 import SQLKit
 
 /// How the SQL stores reach their database: one statement at a time, or a whole transaction on one connection.
@@ -19,6 +21,10 @@ protocol SQLEngine: Sendable {
     /// Runs `body` alone: no other process or task using this database runs `exclusive` at the same time
     /// (schema migrations).
     func exclusive<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
+
+    /// Runs `body` and waits for what it returns, blocking the calling thread: for a thread of its own (the
+    /// audit log's committer), never an event loop's or the concurrency pool's.
+    func blocking<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) -> EventLoopFuture<T>) throws -> T
 
     /// Closes every connection.
     func close() async throws
@@ -45,7 +51,37 @@ struct SQLiteEngine: SQLEngine {
         try await lock.withLock { try await body(db) }
     }
 
+    /// Through a task, since the one connection is taken with the lock.
+    func blocking<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) -> EventLoopFuture<T>) throws -> T {
+        try BlockingBridge.run { try await statement { db in try await body(db).get() } }
+    }
+
     func close() async throws { try await closer() }
+}
+
+/// Runs async work to completion from a thread that is not one of the concurrency pool's, blocking it meanwhile.
+enum BlockingBridge {
+    static func run<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
+        let outcome = Outcome<T>()
+        // The caller (the audit log's committer) is waited on by every appender: ahead of the requests that fill
+        // the pool.
+        Task.detached(priority: .high) {
+            do {
+                outcome.value = .success(try await work())
+            } catch {
+                outcome.value = .failure(error)
+            }
+            outcome.done.signal()
+        }
+        outcome.done.wait()
+        return try outcome.value!.get()
+    }
+
+    /// Safe: `value` is written once before `done` is signalled and read only after it was waited for.
+    private final class Outcome<T>: @unchecked Sendable {
+        var value: Result<T, any Error>?
+        let done = DispatchSemaphore(value: 0)
+    }
 }
 
 /// The one way the SQL stores run statements: through their engine, or on the connection of the transaction

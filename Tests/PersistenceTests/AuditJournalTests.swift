@@ -2,7 +2,7 @@ import AuditLog
 import CaduceusCore
 import CaduceusTesting
 import Foundation
-import Persistence
+@_spi(Testing) import Persistence
 import Testing
 
 /// The audit log's shared journal in the database: batches recorded only where the log ends, read back
@@ -42,6 +42,41 @@ struct AuditJournalTests {
                 ])
             #expect(try await Self.onThread { try journal.records(from: 3, limit: 10) } == [Self.batch(3, 2)])
             #expect(try await Self.onThread { try journal.records(from: 0, limit: 1) } == [Self.batch(0, 3)])
+        }
+    }
+
+    @Test("a journal whose connection the server ended opens a new one for the next batch")
+    func reconnects() async throws {
+        guard TestDatabase.engines.contains(.postgres) else { return }
+        let url = try await TestDatabase.createPostgresDatabase()
+        let database = try await Database.openPostgres(url)
+        let admin = try await Database.openPostgres(url)
+        do {
+            let journal = database.auditJournal
+            try await Self.onThread { try journal.append(Self.batch(0, 2)) }
+            // A server restart or a network cut ends the journal's connection under it.
+            try await admin.terminateOtherConnections()
+            var refused = 0
+            for _ in 0..<2 {
+                do {
+                    try await Self.onThread { try journal.append(Self.batch(2, 1)) }
+                    break
+                } catch let error as CaduceusError {
+                    #expect(error.code == "store.unavailable")
+                    refused += 1
+                }
+            }
+            #expect(refused <= 1)
+            #expect(
+                try await Self.onThread { try journal.records(from: 0, limit: 10) } == [
+                    Self.batch(0, 2), Self.batch(2, 1),
+                ])
+            try await database.close()
+            try await admin.close()
+        } catch {
+            try? await database.close()
+            try? await admin.close()
+            throw error
         }
     }
 
