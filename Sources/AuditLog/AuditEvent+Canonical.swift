@@ -8,12 +8,13 @@ extension AuditEvent {
         var out: [UInt8] = []
         out.reserveCapacity(384)
         var first = true
+        func literal(_ text: StaticString) { text.withUTF8Buffer { out.append(contentsOf: $0) } }
         func key(_ name: StaticString) {
             out.append(first ? UInt8(ascii: "{") : UInt8(ascii: ","))
             first = false
             out.append(UInt8(ascii: "\""))
-            name.withUTF8Buffer { out.append(contentsOf: $0) }
-            out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+            literal(name)
+            literal("\":")
         }
         func string(_ name: StaticString, _ value: String?) {
             guard let value else { return }
@@ -22,16 +23,16 @@ extension AuditEvent {
         }
         func pair(_ name: StaticString, id: String, type: String) {
             key(name)
-            out.append(contentsOf: Array(#"{"id":"#.utf8))
+            literal(#"{"id":"#)
             JSONString.append(id, to: &out)
-            out.append(contentsOf: Array(#","type":"#.utf8))
+            literal(#","type":"#)
             JSONString.append(type, to: &out)
             out.append(UInt8(ascii: "}"))
         }
         string("action", action)
         pair("actor", id: actor.id, type: actor.type)
         key("breakGlass")
-        out.append(contentsOf: Array((breakGlass ? "true" : "false").utf8))
+        literal(breakGlass ? "true" : "false")
         string("breakGlassGrant", breakGlassGrant)
         string("id", id)
         string("outcome", outcome.rawValue)
@@ -44,7 +45,7 @@ extension AuditEvent {
         string("tenant", tenant)
         string("time", time)
         key("version")
-        out.append(contentsOf: Array(String(version).utf8))
+        out.append(contentsOf: String(version).utf8)
         out.append(UInt8(ascii: "}"))
         return out
     }

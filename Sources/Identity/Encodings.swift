@@ -21,25 +21,49 @@ public enum Base64URL {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// Each byte's value in the alphabet, or 0xFF for a byte outside it.
+    private static let values: [UInt8] = {
+        var table = [UInt8](repeating: 0xFF, count: 256)
+        for (value, character) in alphabet.enumerated() { table[Int(character)] = UInt8(value) }
+        return table
+    }()
+
+    /// Whether every byte of `text` is in the alphabet.
+    static func isAlphabet(_ text: Substring.UTF8View) -> Bool {
+        values.withUnsafeBufferPointer { table in text.allSatisfy { table[Int($0)] != 0xFF } }
+    }
+
     /// Decodes unpadded base64url; nil for anything else.
     public static func decode(_ text: String) -> [UInt8]? {
-        var values: [UInt32] = []
-        values.reserveCapacity(text.utf8.count)
-        for c in text.utf8 {
-            guard let v = alphabet.firstIndex(of: c) else { return nil }
-            values.append(UInt32(v))
-        }
-        guard values.count % 4 != 1 else { return nil }
+        let count = text.utf8.count
+        guard count % 4 != 1 else { return nil }
         var out: [UInt8] = []
-        var i = 0
-        while i < values.count {
-            let chunk = values[i..<min(i + 4, values.count)]
-            var n: UInt32 = 0
-            for (j, v) in chunk.enumerated() { n |= v << (18 - 6 * UInt32(j)) }
-            out.append(UInt8(n >> 16 & 0xFF))
-            if chunk.count > 2 { out.append(UInt8(n >> 8 & 0xFF)) }
-            if chunk.count > 3 { out.append(UInt8(n & 0xFF)) }
-            i += 4
+        out.reserveCapacity(count * 3 / 4)
+        var accumulator: UInt32 = 0
+        var held = 0
+        let valid = values.withUnsafeBufferPointer { table in
+            for character in text.utf8 {
+                let value = table[Int(character)]
+                guard value != 0xFF else { return false }
+                accumulator = accumulator << 6 | UInt32(value)
+                held += 1
+                if held == 4 {
+                    out.append(UInt8(truncatingIfNeeded: accumulator >> 16))
+                    out.append(UInt8(truncatingIfNeeded: accumulator >> 8))
+                    out.append(UInt8(truncatingIfNeeded: accumulator))
+                    accumulator = 0
+                    held = 0
+                }
+            }
+            return true
+        }
+        guard valid else { return nil }
+        // A final group of 2 or 3 characters holds 1 or 2 bytes; its spare low bits are ignored.
+        if held == 2 {
+            out.append(UInt8(truncatingIfNeeded: accumulator >> 4))
+        } else if held == 3 {
+            out.append(UInt8(truncatingIfNeeded: accumulator >> 10))
+            out.append(UInt8(truncatingIfNeeded: accumulator >> 2))
         }
         return out
     }

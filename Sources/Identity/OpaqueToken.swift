@@ -29,9 +29,12 @@ public struct OpaqueToken: Sendable, Equatable {
 
     /// Parses a presented token; nil unless it has a known prefix and exactly 256 bits.
     public init?(text: String) {
-        let parts = text.split(separator: "_", maxSplits: 1)
-        guard parts.count == 2, let kind = Kind(rawValue: String(parts[0])), parts[1].utf8.count == 43,
-            let bytes = Base64URL.decode(String(parts[1])), bytes.count == 32
+        // `<kind>_` and 43 base64url characters (256 bits), checked where they lie: every request presents one.
+        let utf8 = text.utf8
+        guard utf8.count == 47, let separator = utf8.firstIndex(of: UInt8(ascii: "_")),
+            utf8.distance(from: utf8.startIndex, to: separator) == 3,
+            let kind = Kind(rawValue: String(text[..<separator])),
+            Base64URL.isAlphabet(text[text.index(after: separator)...].utf8)
         else { return nil }
         self.init(text: text, kind: kind)
     }

@@ -11,7 +11,8 @@ import PostgresNIO
 ///   or `disable` when the host is this machine's loopback.
 /// - `sslrootcert`: the PEM file of the CA that signed the server's certificate (default: the system's roots).
 /// - `sslcert`, `sslkey`: a client certificate and key, for servers that require one.
-/// - `pool`: how many connections this process opens at most (default 8).
+/// - `pool`: how many connections this process opens at most for its stores (default 16); a write holds one
+///   until its audit event is durable.
 /// - `connect_timeout`: seconds to wait for a connection (default 5).
 ///
 /// The password may also come from the `PGPASSWORD` environment variable. `redacted` is the form that
@@ -58,7 +59,7 @@ public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
         self.sslRootCertificate = nil
         self.sslCertificate = nil
         self.sslKey = nil
-        self.poolSize = 8
+        self.poolSize = 16
         self.connectTimeoutSeconds = 5
         let loopback = ["localhost", "127.0.0.1", "::1", "[::1]"].contains(host)
         self.sslMode = loopback ? .disable : .verifyFull

@@ -17,7 +17,9 @@ struct BenchAPI: AsyncParsableCommand {
         discussion: """
             Starts a server on a scratch data directory and a free loopback port, logs in as its bootstrap \
             administrator, and drives both routes with wrk (Debian package 'wrk') over TLS with keep-alive. \
-            /healthz of the same server is the reference measured in the same run.
+            /healthz of the same server is the reference measured in the same run. The two alternate for \
+            --rounds rounds, so that a busy moment of the machine weighs on both; each figure reported is the \
+            median over the rounds, and every round's figures are listed too.
             """
     )
 
@@ -26,6 +28,9 @@ struct BenchAPI: AsyncParsableCommand {
 
     @Option(help: "Concurrent connections.")
     var connections: Int = 64
+
+    @Option(help: "Rounds, each one run of both routes.")
+    var rounds: Int = 3
 
     @Option(help: "wrk threads.")
     var threads: Int = 2
@@ -39,6 +44,24 @@ struct BenchAPI: AsyncParsableCommand {
         var p99: Double
         var requests: Int
         var errors: Int
+
+        /// Each figure's median over `rounds` (the upper one of an even count).
+        static func median(_ rounds: [Figures]) -> Figures {
+            func middle(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+            return Figures(
+                requestsPerSecond: middle(rounds.map(\.requestsPerSecond)), p50: middle(rounds.map(\.p50)),
+                p99: middle(rounds.map(\.p99)), requests: rounds.map(\.requests).sorted()[rounds.count / 2],
+                errors: rounds.map(\.errors).sorted()[rounds.count / 2])
+        }
+
+        /// The rounds as a JSON array of their rate and latencies.
+        static func list(_ rounds: [Figures]) -> String {
+            "["
+                + rounds.map {
+                    "{\"requestsPerSecond\":\(BenchAPI.number($0.requestsPerSecond)),"
+                        + "\"p50Milliseconds\":\(BenchAPI.number($0.p50)),\"p99Milliseconds\":\(BenchAPI.number($0.p99))}"
+                }.joined(separator: ",") + "]"
+        }
     }
 
     func run() async throws {
@@ -62,24 +85,32 @@ struct BenchAPI: AsyncParsableCommand {
 
         let token = try await Self.adminSession(
             url: info.url, caCertificate: info.caCertificatePath, bootstrapFile: info.bootstrapFile)
-        let reference = try Self.drive(wrk, url: info.url + "/healthz", token: nil, self)
-        let measured = try Self.drive(wrk, url: info.url + "/v1/me", token: token, self)
+        var references: [Figures] = []
+        var measured: [Figures] = []
+        for _ in 0..<max(1, rounds) {
+            references.append(try Self.drive(wrk, url: info.url + "/healthz", token: nil, self))
+            measured.append(try Self.drive(wrk, url: info.url + "/v1/me", token: token, self))
+        }
         server.cancel()
         _ = await server.result
         let audited = try Checkpoint.readUnverified(
             Array(try Data(contentsOf: URL(fileURLWithPath: data + "/audit/checkpoint")))
         ).size
 
+        let me = Figures.median(measured)
+        let reference = Figures.median(references)
         let fields: [(String, String)] = [
-            ("connections", "\(connections)"), ("durationSeconds", "\(duration)"),
-            ("meRequestsPerSecond", Self.number(measured.requestsPerSecond)),
-            ("meP50Milliseconds", Self.number(measured.p50)), ("meP99Milliseconds", Self.number(measured.p99)),
-            ("meRequests", "\(measured.requests)"), ("meErrors", "\(measured.errors)"),
+            ("connections", "\(connections)"), ("durationSeconds", "\(duration)"), ("rounds", "\(measured.count)"),
+            ("meRequestsPerSecond", Self.number(me.requestsPerSecond)),
+            ("meP50Milliseconds", Self.number(me.p50)), ("meP99Milliseconds", Self.number(me.p99)),
+            ("meRequests", "\(measured.map(\.requests).reduce(0, +))"),
+            ("meErrors", "\(measured.map(\.errors).reduce(0, +))"),
             ("referenceHealthzRequestsPerSecond", Self.number(reference.requestsPerSecond)),
             ("referenceHealthzP50Milliseconds", Self.number(reference.p50)),
             ("referenceHealthzP99Milliseconds", Self.number(reference.p99)),
-            ("meOverHealthz", Self.number(measured.requestsPerSecond / max(1, reference.requestsPerSecond))),
+            ("meOverHealthz", Self.number(me.requestsPerSecond / max(1, reference.requestsPerSecond))),
             ("auditEntries", "\(audited)"),
+            ("meRounds", Figures.list(measured)), ("referenceHealthzRounds", Figures.list(references)),
         ]
         StandardStreams.line("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
     }

@@ -105,6 +105,34 @@ struct TokenTests {
         #expect(OpaqueToken(text: "cds_short") == nil)
         #expect(OpaqueToken(text: "xyz_" + token.text.dropFirst(4)) == nil)
         #expect(OpaqueToken.generate(.api).text != OpaqueToken.generate(.api).text)
+        let body = token.text.dropFirst(4)
+        // An underscore is in the base64url alphabet; '+', '/' and '=' are not; the body is exactly 43 long.
+        #expect(OpaqueToken(text: "cdt_" + body.dropLast() + "_")?.kind == .api)
+        for bad in ["+", "/", "=", " ", "é"] { #expect(OpaqueToken(text: "cds_" + body.dropLast() + bad) == nil) }
+        #expect(OpaqueToken(text: "cds_" + body.dropLast()) == nil)
+        #expect(OpaqueToken(text: "cds_" + body + "A") == nil)
+        #expect(OpaqueToken(text: "cds-" + body) == nil)
+        #expect(OpaqueToken(text: "_cds" + body) == nil)
+        #expect(OpaqueToken(text: "") == nil)
+    }
+
+    @Test("base64url round-trips every length, as Foundation's base64 spells it, and refuses anything else")
+    func base64URL() {
+        var generator = SystemRandomNumberGenerator()
+        for length in 0..<70 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let expected = Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+                .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+            #expect(Base64URL.encode(bytes) == expected)
+            #expect(Base64URL.decode(expected) == bytes)
+        }
+        #expect(Base64URL.decode("") == [])
+        #expect(Base64URL.decode("A") == nil)
+        #expect(Base64URL.decode("AAAAA") == nil)
+        #expect(Base64URL.decode("AA==") == nil)
+        #expect(Base64URL.decode("AB+/") == nil)
+        #expect(Base64URL.decode("AAAA AAAA") == nil)
+        #expect(Base64URL.decode("_-8") == [0xFF, 0xEF])
     }
 }
 
