@@ -9,6 +9,7 @@ import HummingbirdTLS
 import Identity
 import Logging
 import NIOCore
+import NIOPosix
 import NIOSSL
 import Persistence
 import Sealing
@@ -93,8 +94,9 @@ public enum CaduceusServer {
             try await leadership.lead(fencedBy: lease)
         }
         let bootstrapFile = leadership.bootstrapFile
+        let io = MultiThreadedEventLoopGroup(numberOfThreads: configuration.ioThreadCount)
         let app = try makeApplication(
-            responder: responder, ca: ca, configuration: configuration, logger: logger,
+            responder: responder, ca: ca, configuration: configuration, group: io, logger: logger,
             onRunning: { port in
                 let shownHost =
                     (try? configuration.bindAddress().host).map { $0 == "0.0.0.0" ? host : $0 } ?? "localhost"
@@ -116,6 +118,7 @@ public enum CaduceusServer {
             failure = error
         }
         await forwarder?.shutdown()
+        try? await io.shutdownGracefully()
         do {
             try await leadership.close()
             try await database.close()
@@ -144,8 +147,8 @@ public enum CaduceusServer {
 
     /// The HTTPS application: TLS 1.2+ with AEAD suites only, answering through `responder`.
     static func makeApplication(
-        responder: ReplicaResponder, ca: InternalCA, configuration: ServerConfiguration, logger: Logger,
-        onRunning: @escaping @Sendable (Int) -> Void
+        responder: ReplicaResponder, ca: InternalCA, configuration: ServerConfiguration,
+        group: any EventLoopGroup, logger: Logger, onRunning: @escaping @Sendable (Int) -> Void
     ) throws -> some ApplicationProtocol {
         let (host, port) = try configuration.bindAddress()
         return try Application(
@@ -153,7 +156,7 @@ public enum CaduceusServer {
             server: .tls(.http1(configuration: .init(idleTimeout: .seconds(60))), tlsConfiguration: try tls(ca)),
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             onServerRunning: { channel in onRunning(channel.localAddress?.port ?? port) },
-            logger: logger)
+            eventLoopGroupProvider: .shared(group), logger: logger)
     }
 
     /// The API's router: request middleware, then the routes of `APIRoutes`.

@@ -2,6 +2,7 @@ import AuditLog
 import CaduceusCore
 import Foundation
 import HTTPTypes
+import NIOCore
 import Persistence
 
 /// The server's effective configuration: defaults, then a JSON config file, then environment variables,
@@ -61,13 +62,17 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
     /// How many jobs waiting in Caduceus's queue are handed to Slurm ahead of placement, held until the
     /// scheduler places them (0: a job reaches Slurm only once placed).
     public var slurmQueueAhead: Int = 1000
+    /// Threads that read, decrypt and write the API's connections (0: half this machine's cores, at least one).
+    /// The requests themselves run on the concurrency pool (one thread per core) and the audit log's committer:
+    /// more I/O threads than that leaves threads waiting for a core, and a request waiting with them.
+    public var ioThreads: Int = 0
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case dataDirectory, listen, idleTimeoutMinutes, sessionLifetimeHours, hostNames, auditOrigin, databaseURL
         case fakeGPUs, localResidency, stopGraceSeconds, agentListen, agentTimeoutSeconds, agentCertificateDays
         case objectTiers, lifecycleIntervalMinutes
         case slurmURL, slurmUser, slurmTokenFile, slurmCACertificate, slurmPartitions, slurmSpool, slurmGPUProgram
-        case slurmGPUOptions, advertiseURL, slurmQueueAhead
+        case slurmGPUOptions, advertiseURL, slurmQueueAhead, ioThreads
     }
 
     /// The defaults.
@@ -97,7 +102,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         ("CADUCEUS_SLURM_CA_CERTIFICATE", "slurmCACertificate"), ("CADUCEUS_SLURM_PARTITIONS", "slurmPartitions"),
         ("CADUCEUS_SLURM_SPOOL", "slurmSpool"), ("CADUCEUS_SLURM_GPU_PROGRAM", "slurmGPUProgram"),
         ("CADUCEUS_SLURM_GPU_OPTIONS", "slurmGPUOptions"), ("CADUCEUS_ADVERTISE_URL", "advertiseURL"),
-        ("CADUCEUS_SLURM_QUEUE_AHEAD", "slurmQueueAhead"),
+        ("CADUCEUS_SLURM_QUEUE_AHEAD", "slurmQueueAhead"), ("CADUCEUS_IO_THREADS", "ioThreads"),
     ]
 
     /// Resolves the configuration from a file (if given), the environment and flag overrides.
@@ -168,6 +173,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         case "slurmGPUProgram": slurmGPUProgram = value
         case "slurmGPUOptions": slurmGPUOptions = value
         case "slurmQueueAhead": slurmQueueAhead = try int(value)
+        case "ioThreads": ioThreads = try int(value)
         case "advertiseURL": advertiseURL = value
         default: throw CaduceusError(code: "config.value", message: "unknown setting '\(key)'")
         }
@@ -199,6 +205,9 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         }
         guard (0...100_000).contains(slurmQueueAhead) else {
             throw CaduceusError(code: "config.value", message: "slurmQueueAhead must be 0 to 100000")
+        }
+        guard (0...256).contains(ioThreads) else {
+            throw CaduceusError(code: "config.value", message: "ioThreads must be 0 (automatic) to 256")
         }
         guard (0...10_080).contains(lifecycleIntervalMinutes) else {
             throw CaduceusError(code: "config.value", message: "lifecycleIntervalMinutes must be 0 to 10080")
@@ -270,6 +279,9 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         return (host.isEmpty ? "0.0.0.0" : host, port)
     }
 
+    /// How many I/O threads the API listens with.
+    public var ioThreadCount: Int { ioThreads > 0 ? ioThreads : max(1, System.coreCount / 2) }
+
     /// The effective values as `key = value` lines, with secrets masked.
     public func describe() -> [(String, String)] {
         [
@@ -287,6 +299,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
             ("slurmGPUProgram", slurmGPUProgram), ("slurmGPUOptions", slurmGPUOptions),
             ("slurmQueueAhead", String(slurmQueueAhead)),
             ("advertiseURL", advertiseURL),
+            ("ioThreads", ioThreads == 0 ? "\(ioThreadCount) (automatic)" : "\(ioThreads)"),
         ]
     }
 

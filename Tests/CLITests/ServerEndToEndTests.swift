@@ -121,6 +121,36 @@ struct ServerEndToEndTests {
             })
     }
 
+    @Test("the API listens with as many I/O threads as CADUCEUS_IO_THREADS says, shown by config show")
+    func ioThreads() async throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let data = scratch.path + "/data"
+        let automatic = try CLI.run(["config", "show", "--data-dir", data])
+        #expect(automatic.status == 0 && automatic.text.contains("(automatic)"), "\(automatic.text)")
+        let refused = try CLI.run(["config", "show", "--data-dir", data], environment: ["CADUCEUS_IO_THREADS": "999"])
+        #expect(refused.status != 0 && refused.stderr.contains("ioThreads"), "\(refused.stderr)")
+        for count in [1, 3] {
+            let server = try TestServer(data: data, environment: ["CADUCEUS_IO_THREADS": "\(count)"])
+            defer { server.stop() }
+            // The API's event loops are the process's only `NIO-ELT-…` threads on SQLite.
+            let tasks = "/proc/\(server.process.processIdentifier)/task"
+            let names = try FileManager.default.contentsOfDirectory(atPath: tasks).map {
+                (try? String(contentsOfFile: tasks + "/" + $0 + "/comm", encoding: .utf8)) ?? ""
+            }
+            #expect(names.filter { $0.hasPrefix("NIO-ELT-") }.count == count, "\(names)")
+            let curl = Process()
+            curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            curl.arguments = ["curl", "-s", "-m", "5", "--cacert", data + "/tls/ca.pem", server.url + "/healthz"]
+            let body = Pipe()
+            curl.standardOutput = body
+            try curl.run()
+            let health = String(decoding: body.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            curl.waitUntilExit()
+            #expect(health.contains("ok"), "\(health)")
+        }
+    }
+
     @Test("a restart keeps everything; plain HTTP and TLS below 1.2 get nothing")
     func restartAndTransport() async throws {
         let scratch = try Scratch()
