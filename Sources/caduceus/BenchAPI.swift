@@ -45,13 +45,13 @@ struct BenchAPI: AsyncParsableCommand {
         var requests: Int
         var errors: Int
 
-        /// Each figure's median over `rounds` (the upper one of an even count).
+        /// Each rate's and latency's median over `rounds` (the upper one of an even count); the counts summed.
         static func median(_ rounds: [Figures]) -> Figures {
             func middle(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
             return Figures(
                 requestsPerSecond: middle(rounds.map(\.requestsPerSecond)), p50: middle(rounds.map(\.p50)),
-                p99: middle(rounds.map(\.p99)), requests: rounds.map(\.requests).sorted()[rounds.count / 2],
-                errors: rounds.map(\.errors).sorted()[rounds.count / 2])
+                p99: middle(rounds.map(\.p99)), requests: rounds.map(\.requests).reduce(0, +),
+                errors: rounds.map(\.errors).reduce(0, +))
         }
 
         /// The rounds as a JSON array of their rate and latencies.
@@ -103,8 +103,7 @@ struct BenchAPI: AsyncParsableCommand {
             ("connections", "\(connections)"), ("durationSeconds", "\(duration)"), ("rounds", "\(measured.count)"),
             ("meRequestsPerSecond", Self.number(me.requestsPerSecond)),
             ("meP50Milliseconds", Self.number(me.p50)), ("meP99Milliseconds", Self.number(me.p99)),
-            ("meRequests", "\(measured.map(\.requests).reduce(0, +))"),
-            ("meErrors", "\(measured.map(\.errors).reduce(0, +))"),
+            ("meRequests", "\(me.requests)"), ("meErrors", "\(me.errors)"),
             ("referenceHealthzRequestsPerSecond", Self.number(reference.requestsPerSecond)),
             ("referenceHealthzP50Milliseconds", Self.number(reference.p50)),
             ("referenceHealthzP99Milliseconds", Self.number(reference.p99)),
