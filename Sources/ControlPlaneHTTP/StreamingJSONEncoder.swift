@@ -14,6 +14,7 @@ public struct StreamingJSONEncoder {
     public init() {}
 
     public func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        if let direct = value as? any DirectJSONEncodable { return DirectJSON.encode(direct) }
         let writer = JSONStreamWriter()
         try writer.write(value, depth: 0)
         if !writer.unstreamable { return writer.bytes }

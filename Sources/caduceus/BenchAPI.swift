@@ -88,8 +88,8 @@ struct BenchAPI: AsyncParsableCommand {
         var references: [Figures] = []
         var measured: [Figures] = []
         for _ in 0..<max(1, rounds) {
-            references.append(try Self.drive(wrk, url: info.url + "/healthz", token: nil, self))
-            measured.append(try Self.drive(wrk, url: info.url + "/v1/me", token: token, self))
+            references.append(try await Self.drive(wrk, url: info.url + "/healthz", token: nil, self))
+            measured.append(try await Self.drive(wrk, url: info.url + "/v1/me", token: token, self))
         }
         server.cancel()
         _ = await server.result
@@ -150,16 +150,28 @@ struct BenchAPI: AsyncParsableCommand {
     }
 
     /// Runs wrk against `url` and reads its figures.
-    static func drive(_ wrk: String, url: String, token: String?, _ options: BenchAPI) throws -> Figures {
-        try drive(
+    static func drive(_ wrk: String, url: String, token: String?, _ options: BenchAPI) async throws -> Figures {
+        try await drive(
             wrk, url: url, token: token, threads: options.threads, connections: options.connections,
             seconds: options.duration)
     }
 
-    /// Runs wrk against `url` (with a Lua `script`, if given) and reads its figures.
+    /// Runs wrk against `url` (with a Lua `script`, if given) and reads its figures. The wait for wrk holds a
+    /// thread of its own, never one that serves requests.
     static func drive(
         _ wrk: String, url: String, token: String?, threads: Int, connections: Int, seconds: Int,
         script: String? = nil, scriptArguments: [String] = []
+    ) async throws -> Figures {
+        try await DedicatedThread.run {
+            try runWrk(
+                wrk, url: url, token: token, threads: threads, connections: connections, seconds: seconds,
+                script: script, scriptArguments: scriptArguments)
+        }
+    }
+
+    private static func runWrk(
+        _ wrk: String, url: String, token: String?, threads: Int, connections: Int, seconds: Int,
+        script: String?, scriptArguments: [String]
     ) throws -> Figures {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: wrk)

@@ -146,7 +146,7 @@ struct BenchScale: AsyncParsableCommand {
             for url in servers.map(\.url) {
                 let prefix = "b" + UUID().uuidString.lowercased().prefix(12).filter { $0 != "-" }
                 group.addTask {
-                    try BenchAPI.drive(
+                    try await BenchAPI.drive(
                         wrk, url: url, token: token, threads: 1, connections: connections, seconds: duration,
                         script: script, scriptArguments: [prefix])
                 }
