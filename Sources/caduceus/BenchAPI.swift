@@ -7,6 +7,7 @@ import Foundation
 import Identity
 import Logging
 import NIOHTTP1
+import ServiceLifecycle
 
 /// `caduceus bench api`: an authenticated, audited `GET /v1/me` against `/healthz` of the same server,
 /// driven by wrk over TLS.
@@ -76,11 +77,25 @@ struct BenchAPI: AsyncParsableCommand {
         var logger = Logger(label: "caduceus.bench")
         logger.logLevel = .warning
         let quietLogger = logger
+        // The server runs under a group of its own, so that it is stopped as SIGTERM stops it: gracefully, with
+        // its connections closed and its audit log flushed, rather than cancelled.
+        let group = ServiceGroup(
+            services: [
+                InProcessServer {
+                    try await CaduceusServer.run(configuration: configuration, logger: quietLogger) {
+                        continuation.yield($0)
+                    }
+                }
+            ], logger: quietLogger)
         let server = Task {
-            try await CaduceusServer.run(configuration: configuration, logger: quietLogger) { continuation.yield($0) }
+            defer { continuation.finish() }
+            try await group.run()
         }
         var iterator = started.makeAsyncIterator()
-        guard let info = await iterator.next() else { throw CLIError("the server did not start") }
+        guard let info = await iterator.next() else {
+            try await server.value
+            throw CLIError("the server did not start")
+        }
         defer { server.cancel() }
 
         let token = try await Self.adminSession(
@@ -91,8 +106,8 @@ struct BenchAPI: AsyncParsableCommand {
             references.append(try await Self.drive(wrk, url: info.url + "/healthz", token: nil, self))
             measured.append(try await Self.drive(wrk, url: info.url + "/v1/me", token: token, self))
         }
-        server.cancel()
-        _ = await server.result
+        await group.triggerGracefulShutdown()
+        try await server.value
         let audited = try Checkpoint.readUnverified(
             Array(try Data(contentsOf: URL(fileURLWithPath: data + "/audit/checkpoint")))
         ).size
@@ -112,6 +127,12 @@ struct BenchAPI: AsyncParsableCommand {
             ("meRounds", Figures.list(measured)), ("referenceHealthzRounds", Figures.list(references)),
         ]
         StandardStreams.line("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
+    }
+
+    /// A server run in this process, as a service of a group that can stop it gracefully.
+    struct InProcessServer: Service {
+        let body: @Sendable () async throws -> Void
+        func run() async throws { try await body() }
     }
 
     static func number(_ value: Double) -> String { String(format: "%.2f", value) }
