@@ -1,5 +1,14 @@
 import CaduceusCore
 import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// How a transparency log batches appends and how often it materialises tiles.
 public struct TransparencyLogOptions: Sendable {
@@ -13,9 +22,27 @@ public struct TransparencyLogOptions: Sendable {
     public var materializeInterval: UInt64 = 1_000_000_000
     /// The durable record several replicas share, written before the local journal; nil on one machine.
     public var shared: (any SharedJournal)?
+    /// The nice value the committer thread asks for, -20 to 0 (0: it runs as the process does). Every append
+    /// waits on the committer, so a committer waiting for a core holds up all of them: a lower value lets it
+    /// run first. The kernel grants it only within the process's `RLIMIT_NICE` (or with `CAP_SYS_NICE`);
+    /// `TransparencyLog.committerPriority` says what was granted.
+    public var committerNice: Int32 = 0
 
     /// The defaults: batches of up to 256 entries within 2 ms, tiles materialised every second.
     public init() {}
+}
+
+/// The scheduling priority a log's committer thread runs at.
+public struct CommitterPriority: Sendable, Equatable {
+    /// The nice value asked for (`TransparencyLogOptions.committerNice`).
+    public var requested: Int32
+    /// The nice value the thread runs at.
+    public var granted: Int32
+    /// The thread's ID (a `/proc/self/task` entry), where the system has one.
+    public var thread: Int?
+
+    /// Whether the thread runs at the value asked for.
+    public var isGranted: Bool { granted == requested }
 }
 
 /// A tamper-evident, append-only log: RFC 9162 Merkle tree, C2SP tiles and signed checkpoints.
@@ -106,8 +133,47 @@ public final class TransparencyLog: @unchecked Sendable {
             try materializer.write(job)
             shared.materialized = job.checkpoint
         }
-        DedicatedThread.start { [self] in runCommitter() }
-        DedicatedThread.start { [self] in runMaterializer() }
+        let started = ConditionLock()
+        DedicatedThread.start(name: "audit-commit") { [self] in
+            let granted = Self.prioritise(options.committerNice)
+            started.withLock {
+                priority.withLock { $0 = granted }
+                started.signal()
+            }
+            runCommitter()
+        }
+        started.withLock {
+            while priority.withLock({ $0 }) == nil { started.wait() }
+        }
+        DedicatedThread.start(name: "audit-tiles") { [self] in runMaterializer() }
+    }
+
+    /// Set by the committer thread as it starts, before `init` returns.
+    private let priority = Mutex<CommitterPriority?>(nil)
+
+    /// The priority the committer thread runs at.
+    public var committerPriority: CommitterPriority { priority.withLock { $0! } }
+
+    /// Asks for `nice` for the calling thread (on Linux, `setpriority` of thread 0 is the calling thread's
+    /// alone) and says what it runs at.
+    private static func prioritise(_ nice: Int32) -> CommitterPriority {
+        #if os(Linux)
+        // `/proc/thread-self` links to `<process>/task/<thread>`.
+        var link = [CChar](repeating: 0, count: 64)
+        let length = readlink("/proc/thread-self", &link, link.count - 1)
+        let thread =
+            length > 0
+            ? Int(
+                String(decoding: link[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: "/")
+                    .last ?? "")
+            : nil
+        if nice != 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice) }
+        errno = 0
+        let current = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        return CommitterPriority(requested: nice, granted: errno == 0 ? current : 0, thread: thread)
+        #else
+        return CommitterPriority(requested: nice, granted: 0, thread: nil)
+        #endif
     }
 
     /// The newest signed checkpoint: every entry it covers is durable.

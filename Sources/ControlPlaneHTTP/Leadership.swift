@@ -80,6 +80,7 @@ final class Leadership: Sendable {
                 sharedPayloads: shared,
                 logger: logger)
         }
+        Self.report(trail.log.committerPriority, logger: logger)
         do {
             if let shared {
                 try await AuditTrail.copyPayloads(
@@ -157,9 +158,24 @@ final class Leadership: Sendable {
         )
     }
 
+    /// Says at start-up whether the audit committer runs at the priority asked for, and how to grant it if not.
+    static func report(_ priority: CommitterPriority, logger: Logger) {
+        if priority.isGranted {
+            logger.info("the audit log's committer runs at nice \(priority.granted)")
+        } else {
+            logger.notice(
+                """
+                the audit log's committer runs at nice \(priority.granted), not \(priority.requested): this process \
+                may not raise a thread's priority. Every audited request waits on that thread; allow it with \
+                RLIMIT_NICE (systemd: LimitNICE=\(priority.requested)), or set auditCommitterNice to 0
+                """)
+        }
+    }
+
     /// The audit log's options: on PostgreSQL, the shared journal is its durable record.
     private func auditOptions(fencedBy lease: LeaseRecord?) -> TransparencyLogOptions {
         var options = TransparencyLogOptions()
+        options.committerNice = Int32(configuration.auditCommitterNice)
         if forwarding != nil {
             options.shared = lease.map { database.auditJournal.fenced(by: $0) } ?? database.auditJournal
         }

@@ -66,13 +66,18 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
     /// The requests themselves run on the concurrency pool (one thread per core) and the audit log's committer:
     /// more I/O threads than that leaves threads waiting for a core, and a request waiting with them.
     public var ioThreads: Int = 0
+    /// The nice value the audit log's committer thread asks for, -20 to 0. Every audited request waits on it, so
+    /// it should not wait for a core behind the requests themselves. Granted within the process's
+    /// `RLIMIT_NICE` (systemd: `LimitNICE=-10`) or with `CAP_SYS_NICE`; otherwise it runs as the process does,
+    /// and start-up says so.
+    public var auditCommitterNice: Int = -10
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case dataDirectory, listen, idleTimeoutMinutes, sessionLifetimeHours, hostNames, auditOrigin, databaseURL
         case fakeGPUs, localResidency, stopGraceSeconds, agentListen, agentTimeoutSeconds, agentCertificateDays
         case objectTiers, lifecycleIntervalMinutes
         case slurmURL, slurmUser, slurmTokenFile, slurmCACertificate, slurmPartitions, slurmSpool, slurmGPUProgram
-        case slurmGPUOptions, advertiseURL, slurmQueueAhead, ioThreads
+        case slurmGPUOptions, advertiseURL, slurmQueueAhead, ioThreads, auditCommitterNice
     }
 
     /// The defaults.
@@ -103,6 +108,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         ("CADUCEUS_SLURM_SPOOL", "slurmSpool"), ("CADUCEUS_SLURM_GPU_PROGRAM", "slurmGPUProgram"),
         ("CADUCEUS_SLURM_GPU_OPTIONS", "slurmGPUOptions"), ("CADUCEUS_ADVERTISE_URL", "advertiseURL"),
         ("CADUCEUS_SLURM_QUEUE_AHEAD", "slurmQueueAhead"), ("CADUCEUS_IO_THREADS", "ioThreads"),
+        ("CADUCEUS_AUDIT_COMMITTER_NICE", "auditCommitterNice"),
     ]
 
     /// Resolves the configuration from a file (if given), the environment and flag overrides.
@@ -174,6 +180,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         case "slurmGPUOptions": slurmGPUOptions = value
         case "slurmQueueAhead": slurmQueueAhead = try int(value)
         case "ioThreads": ioThreads = try int(value)
+        case "auditCommitterNice": auditCommitterNice = try int(value)
         case "advertiseURL": advertiseURL = value
         default: throw CaduceusError(code: "config.value", message: "unknown setting '\(key)'")
         }
@@ -208,6 +215,9 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
         }
         guard (0...256).contains(ioThreads) else {
             throw CaduceusError(code: "config.value", message: "ioThreads must be 0 (automatic) to 256")
+        }
+        guard (-20...0).contains(auditCommitterNice) else {
+            throw CaduceusError(code: "config.value", message: "auditCommitterNice must be -20 to 0")
         }
         guard (0...10_080).contains(lifecycleIntervalMinutes) else {
             throw CaduceusError(code: "config.value", message: "lifecycleIntervalMinutes must be 0 to 10080")
@@ -300,6 +310,7 @@ public struct ServerConfiguration: Codable, Sendable, Equatable {
             ("slurmQueueAhead", String(slurmQueueAhead)),
             ("advertiseURL", advertiseURL),
             ("ioThreads", ioThreads == 0 ? "\(ioThreadCount) (automatic)" : "\(ioThreads)"),
+            ("auditCommitterNice", String(auditCommitterNice)),
         ]
     }
 

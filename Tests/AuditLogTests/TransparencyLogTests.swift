@@ -40,6 +40,38 @@ struct TransparencyLogTests {
         }
     }
 
+    /// A thread's name and nice value, as the kernel reports them (`stat`'s nineteenth field is the nice value).
+    static func thread(_ id: Int) throws -> (name: String, nice: Int32) {
+        let task = "/proc/self/task/\(id)"
+        let name = try String(contentsOfFile: task + "/comm", encoding: .utf8).trimmingCharacters(in: .newlines)
+        let stat = try String(contentsOfFile: task + "/stat", encoding: .utf8)
+        // The name, in parentheses, may hold spaces: count the fields after it (the third field is the state).
+        let fields = stat[stat.range(of: ")", options: .backwards)!.upperBound...].split(separator: " ")
+        return (name, Int32(fields[16])!)
+    }
+
+    @Test("the committer runs on a named thread at the nice value asked for, where the process may raise it")
+    func committerPriority() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let keys = try AuditKeys.loadOrCreate(directory: dir.path + "/keys", origin: "test.caduceus/audit")
+        for nice: Int32 in [-3, 0] {
+            var options = TransparencyLogOptions()
+            options.committerNice = nice
+            let log = try TransparencyLog(directory: dir.path + "/audit", signer: keys.signer, options: options)
+            let priority = log.committerPriority
+            #expect(priority.requested == nice)
+            let thread = try #require(priority.thread)
+            let seen = try Self.thread(thread)
+            #expect(seen.name == "audit-commit")
+            #expect(seen.nice == priority.granted)
+            // Root may raise any thread's priority: there, what was asked for is what runs.
+            if geteuid() == 0 || nice == 0 { #expect(priority.isGranted) }
+            _ = try await log.append(Array("entry at nice \(nice)".utf8))
+            try await log.close()
+        }
+    }
+
     @Test("a reopened log continues where it stopped, and its checkpoints stay consistent")
     func reopen() async throws {
         let dir = try TemporaryDirectory()

@@ -121,24 +121,50 @@ struct ServerEndToEndTests {
             })
     }
 
-    @Test("the API listens with as many I/O threads as CADUCEUS_IO_THREADS says, shown by config show")
+    @Test(
+        """
+        the API listens with as many I/O threads as CADUCEUS_IO_THREADS says, and the audit committer runs at \
+        CADUCEUS_AUDIT_COMMITTER_NICE; config show shows both
+        """)
     func ioThreads() async throws {
         let scratch = try Scratch()
         defer { scratch.remove() }
         let data = scratch.path + "/data"
         let automatic = try CLI.run(["config", "show", "--data-dir", data])
         #expect(automatic.status == 0 && automatic.text.contains("(automatic)"), "\(automatic.text)")
-        let refused = try CLI.run(["config", "show", "--data-dir", data], environment: ["CADUCEUS_IO_THREADS": "999"])
-        #expect(refused.status != 0 && refused.stderr.contains("ioThreads"), "\(refused.stderr)")
-        for count in [1, 3] {
-            let server = try TestServer(data: data, environment: ["CADUCEUS_IO_THREADS": "\(count)"])
+        #expect(
+            automatic.text.split(separator: "\n").contains {
+                $0.hasPrefix("auditCommitterNice ") && $0.hasSuffix(" -10")
+            },
+            "\(automatic.text)")
+        for (variable, value) in [("CADUCEUS_IO_THREADS", "999"), ("CADUCEUS_AUDIT_COMMITTER_NICE", "5")] {
+            let refused = try CLI.run(["config", "show", "--data-dir", data], environment: [variable: value])
+            #expect(refused.status != 0 && refused.stderr.contains("must be"), "\(refused.stderr)")
+        }
+        for (count, nice) in [(1, -4), (3, 0)] {
+            let server = try TestServer(
+                data: data,
+                environment: ["CADUCEUS_IO_THREADS": "\(count)", "CADUCEUS_AUDIT_COMMITTER_NICE": "\(nice)"])
             defer { server.stop() }
             // The API's event loops are the process's only `NIO-ELT-…` threads on SQLite.
             let tasks = "/proc/\(server.process.processIdentifier)/task"
-            let names = try FileManager.default.contentsOfDirectory(atPath: tasks).map {
-                (try? String(contentsOfFile: tasks + "/" + $0 + "/comm", encoding: .utf8)) ?? ""
+            let threads = try FileManager.default.contentsOfDirectory(atPath: tasks).map { id in
+                let read = { (file: String) in
+                    (try? String(contentsOfFile: "\(tasks)/\(id)/\(file)", encoding: .utf8)) ?? ""
+                }
+                // `stat`'s nineteenth field is the nice value; the name before it, in parentheses, may hold spaces.
+                let stat = read("stat")
+                let fields = stat[(stat.range(of: ")", options: .backwards)?.upperBound ?? stat.startIndex)...]
+                    .split(separator: " ")
+                return (
+                    name: read("comm").trimmingCharacters(in: .newlines),
+                    nice: fields.count > 16 ? Int(fields[16]) : nil
+                )
             }
-            #expect(names.filter { $0.hasPrefix("NIO-ELT-") }.count == count, "\(names)")
+            #expect(threads.filter { $0.name.hasPrefix("NIO-ELT-") }.count == count, "\(threads)")
+            // Root may raise a thread's priority; any other user gets the process's own.
+            let committer = threads.filter { $0.name == "audit-commit" }
+            #expect(committer.count == 1 && committer[0].nice == (geteuid() == 0 ? nice : 0), "\(threads)")
             let curl = Process()
             curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             curl.arguments = ["curl", "-s", "-m", "5", "--cacert", data + "/tls/ca.pem", server.url + "/healthz"]
