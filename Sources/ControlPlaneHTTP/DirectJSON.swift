@@ -7,7 +7,8 @@ import Identity
 /// object and a generic call per field cost more than the rest of answering `GET /v1/me`, the route every
 /// client calls most.
 protocol DirectJSONEncodable: Encodable {
-    func write(to json: inout DirectJSON)
+    /// Writes the members of the object this value is, in the order its `encode(to:)` writes them.
+    func writeMembers(to json: inout DirectJSON)
 }
 
 /// Compact JSON, written one field at a time with the keys given.
@@ -21,14 +22,13 @@ struct DirectJSON {
     /// Writes `value` as the whole document.
     static func encode(_ value: some DirectJSONEncodable) -> [UInt8] {
         var json = DirectJSON()
-        value.write(to: &json)
+        json.object(value)
         return json.bytes
     }
 
-    /// An object whose fields `body` writes.
-    mutating func object(_ body: (inout DirectJSON) -> Void) {
+    private mutating func object(_ value: some DirectJSONEncodable) {
         open(UInt8(ascii: "{"))
-        body(&self)
+        value.writeMembers(to: &self)
         close(UInt8(ascii: "}"))
     }
 
@@ -76,7 +76,7 @@ struct DirectJSON {
 
     mutating func field(_ name: StaticString, _ value: some DirectJSONEncodable) {
         key(name)
-        value.write(to: &self)
+        object(value)
     }
 
     mutating func field(_ name: StaticString, _ values: [some DirectJSONEncodable]) {
@@ -84,7 +84,7 @@ struct DirectJSON {
         open(UInt8(ascii: "["))
         for value in values {
             separate()
-            value.write(to: &self)
+            object(value)
         }
         close(UInt8(ascii: "]"))
     }
@@ -105,56 +105,48 @@ struct DirectJSON {
 }
 
 extension MeResponse: DirectJSONEncodable {
-    func write(to json: inout DirectJSON) {
-        json.object { json in
-            json.field("user", user)
-            json.field("session", session)
-            json.field("token", token)
-            json.field("roles", roles)
-            json.field("breakGlass", breakGlass)
-        }
+    func writeMembers(to json: inout DirectJSON) {
+        json.field("user", user)
+        json.field("session", session)
+        json.field("token", token)
+        json.field("roles", roles)
+        json.field("breakGlass", breakGlass)
     }
 }
 
 extension UserView: DirectJSONEncodable {
-    func write(to json: inout DirectJSON) {
-        json.object { json in
-            json.field("id", id)
-            json.field("name", name)
-            json.field("kind", kind)
-            json.field("disabled", disabled)
-            json.field("mustChangePassword", mustChangePassword)
-            json.field("mfaEnrolled", mfaEnrolled)
-            json.field("createdAt", createdAt)
-        }
+    func writeMembers(to json: inout DirectJSON) {
+        json.field("id", id)
+        json.field("name", name)
+        json.field("kind", kind)
+        json.field("disabled", disabled)
+        json.field("mustChangePassword", mustChangePassword)
+        json.field("mfaEnrolled", mfaEnrolled)
+        json.field("createdAt", createdAt)
     }
 }
 
 extension RoleBinding: DirectJSONEncodable {
-    func write(to json: inout DirectJSON) {
-        json.object { json in
-            json.field("id", id)
-            json.field("user", user)
-            json.field("role", role)
-            json.field("scope", scope.description)
-        }
+    func writeMembers(to json: inout DirectJSON) {
+        json.field("id", id)
+        json.field("user", user)
+        json.field("role", role)
+        json.field("scope", scope.description)
     }
 }
 
 extension BreakGlassView: DirectJSONEncodable {
-    func write(to json: inout DirectJSON) {
-        json.object { json in
-            json.field("id", id)
-            json.field("user", user)
-            json.field("tenant", tenant)
-            json.field("reason", reason)
-            json.field("openedAt", openedAt)
-            json.field("expiresAt", expiresAt)
-            json.field("open", open)
-            json.field("reviewedBy", reviewedBy)
-            json.field("reviewedAt", reviewedAt)
-            json.field("reviewNote", reviewNote)
-            json.field("overdue", overdue)
-        }
+    func writeMembers(to json: inout DirectJSON) {
+        json.field("id", id)
+        json.field("user", user)
+        json.field("tenant", tenant)
+        json.field("reason", reason)
+        json.field("openedAt", openedAt)
+        json.field("expiresAt", expiresAt)
+        json.field("open", open)
+        json.field("reviewedBy", reviewedBy)
+        json.field("reviewedAt", reviewedAt)
+        json.field("reviewNote", reviewNote)
+        json.field("overdue", overdue)
     }
 }
