@@ -7,9 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Tools the tests drive (curl checks that the API port answers nothing in plain HTTP).
+# Tools the tests drive (curl checks that the API port answers nothing in plain HTTP; wrk drives the
+# benchmarks' own test).
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v slurmctld >/dev/null 2>&1 || missing+=(slurm-wlm)

@@ -22,9 +22,11 @@ public final class ServerMetrics: Sendable {
             descriptor: .init(
                 namespace: "caduceus", subsystem: "http", metricName: "request_duration", unitName: "seconds",
                 helpText: "Time from request to response, including the audit append."),
+            // Fine below 25 ms, where the API's requests fall and a latency objective would be set.
             buckets: [
-                .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
-                .milliseconds(100), .milliseconds(250), .milliseconds(1000), .seconds(5),
+                .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(3), .milliseconds(5),
+                .milliseconds(7), .milliseconds(10), .milliseconds(15), .milliseconds(20), .milliseconds(25),
+                .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(1000), .seconds(5),
             ])
         auditSize = registry.makeGauge(
             descriptor: .init(

@@ -45,22 +45,31 @@ struct BenchAPI: AsyncParsableCommand {
         var p99: Double
         var requests: Int
         var errors: Int
+        /// The time the server itself took (request read to response written), from its own histogram.
+        var server: (p50: Double, p99: Double)? = nil
 
         /// Each rate's and latency's median over `rounds` (the upper one of an even count); the counts summed.
         static func median(_ rounds: [Figures]) -> Figures {
             func middle(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+            let server = rounds.compactMap(\.server)
             return Figures(
                 requestsPerSecond: middle(rounds.map(\.requestsPerSecond)), p50: middle(rounds.map(\.p50)),
                 p99: middle(rounds.map(\.p99)), requests: rounds.map(\.requests).reduce(0, +),
-                errors: rounds.map(\.errors).reduce(0, +))
+                errors: rounds.map(\.errors).reduce(0, +),
+                server: server.count == rounds.count && !server.isEmpty
+                    ? (middle(server.map(\.p50)), middle(server.map(\.p99))) : nil)
         }
 
         /// The rounds as a JSON array of their rate and latencies.
         static func list(_ rounds: [Figures]) -> String {
             "["
-                + rounds.map {
-                    "{\"requestsPerSecond\":\(BenchAPI.number($0.requestsPerSecond)),"
-                        + "\"p50Milliseconds\":\(BenchAPI.number($0.p50)),\"p99Milliseconds\":\(BenchAPI.number($0.p99))}"
+                + rounds.map { round in
+                    "{\"requestsPerSecond\":\(BenchAPI.number(round.requestsPerSecond)),"
+                        + "\"p50Milliseconds\":\(BenchAPI.number(round.p50)),\"p99Milliseconds\":\(BenchAPI.number(round.p99))"
+                        + (round.server.map {
+                            ",\"serverP50Milliseconds\":\(BenchAPI.number($0.p50)),"
+                                + "\"serverP99Milliseconds\":\(BenchAPI.number($0.p99))"
+                        } ?? "") + "}"
                 }.joined(separator: ",") + "]"
         }
     }
@@ -100,12 +109,24 @@ struct BenchAPI: AsyncParsableCommand {
 
         let token = try await Self.adminSession(
             url: info.url, caCertificate: info.caCertificatePath, bootstrapFile: info.bootstrapFile)
+        // The server's own request-duration histogram, scraped around each round of /v1/me (the only requests
+        // then), says how much of the latency wrk sees is spent in the server.
+        let scraper = try APIClient(server: info.url, token: nil, caCertificate: info.caCertificatePath)
+        func histogram() async throws -> DurationHistogram {
+            DurationHistogram(
+                prometheus: String(decoding: try await scraper.send(.GET, "/metrics").body, as: UTF8.self))
+        }
         var references: [Figures] = []
         var measured: [Figures] = []
         for _ in 0..<max(1, rounds) {
             references.append(try await Self.drive(wrk, url: info.url + "/healthz", token: nil, self))
-            measured.append(try await Self.drive(wrk, url: info.url + "/v1/me", token: token, self))
+            let before = try await histogram()
+            var figures = try await Self.drive(wrk, url: info.url + "/v1/me", token: token, self)
+            let during = try await histogram().since(before)
+            if let p50 = during.quantile(0.5), let p99 = during.quantile(0.99) { figures.server = (p50, p99) }
+            measured.append(figures)
         }
+        await scraper.shutdown()
         await group.triggerGracefulShutdown()
         try await server.value
         let audited = try Checkpoint.readUnverified(
@@ -118,6 +139,8 @@ struct BenchAPI: AsyncParsableCommand {
             ("connections", "\(connections)"), ("durationSeconds", "\(duration)"), ("rounds", "\(measured.count)"),
             ("meRequestsPerSecond", Self.number(me.requestsPerSecond)),
             ("meP50Milliseconds", Self.number(me.p50)), ("meP99Milliseconds", Self.number(me.p99)),
+            ("meServerP50Milliseconds", me.server.map { Self.number($0.p50) } ?? "null"),
+            ("meServerP99Milliseconds", me.server.map { Self.number($0.p99) } ?? "null"),
             ("meRequests", "\(me.requests)"), ("meErrors", "\(me.errors)"),
             ("referenceHealthzRequestsPerSecond", Self.number(reference.requestsPerSecond)),
             ("referenceHealthzP50Milliseconds", Self.number(reference.p50)),
@@ -127,6 +150,53 @@ struct BenchAPI: AsyncParsableCommand {
             ("meRounds", Figures.list(measured)), ("referenceHealthzRounds", Figures.list(references)),
         ]
         StandardStreams.line("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
+    }
+
+    /// The server's `caduceus_http_request_duration_seconds` histogram, read from its Prometheus text.
+    struct DurationHistogram {
+        /// Cumulative counts by upper bound in seconds, ascending; the last bound is infinite.
+        var buckets: [(bound: Double, count: Double)]
+
+        init(buckets: [(bound: Double, count: Double)]) { self.buckets = buckets }
+
+        init(prometheus text: String) {
+            let prefix = "caduceus_http_request_duration_seconds_bucket{le=\""
+            var buckets: [(bound: Double, count: Double)] = []
+            for line in text.split(separator: "\n") where line.hasPrefix(prefix) {
+                let rest = line.dropFirst(prefix.count)
+                guard let quote = rest.firstIndex(of: "\""),
+                    let bound = rest[..<quote] == "+Inf" ? Double.infinity : Double(rest[..<quote]),
+                    let count = rest.split(separator: " ").last.flatMap({ Double($0) })
+                else { continue }
+                buckets.append((bound, count))
+            }
+            self.buckets = buckets.sorted { $0.bound < $1.bound }
+        }
+
+        /// What was counted after `earlier`, a reading of the same histogram.
+        func since(_ earlier: DurationHistogram) -> DurationHistogram {
+            DurationHistogram(
+                buckets: buckets.map { bucket in
+                    (bucket.bound, bucket.count - (earlier.buckets.first { $0.bound == bucket.bound }?.count ?? 0))
+                })
+        }
+
+        /// The `q` quantile in milliseconds, interpolated within its bucket as Prometheus's `histogram_quantile`
+        /// does (a bucket's upper bound when it is the last finite one); nil when nothing was counted.
+        func quantile(_ q: Double) -> Double? {
+            guard let total = buckets.last?.count, total > 0 else { return nil }
+            let rank = q * total
+            var lower = (bound: 0.0, count: 0.0)
+            for bucket in buckets {
+                if bucket.count >= rank {
+                    guard bucket.bound.isFinite else { return lower.bound * 1000 }
+                    let share = bucket.count > lower.count ? (rank - lower.count) / (bucket.count - lower.count) : 1
+                    return (lower.bound + (bucket.bound - lower.bound) * share) * 1000
+                }
+                lower = bucket
+            }
+            return nil
+        }
     }
 
     /// A server run in this process, as a service of a group that can stop it gracefully.
