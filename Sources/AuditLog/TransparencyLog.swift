@@ -34,15 +34,15 @@ public struct TransparencyLogOptions: Sendable {
 
 /// The scheduling priority a log's committer thread runs at.
 public struct CommitterPriority: Sendable, Equatable {
-    /// The nice value asked for (`TransparencyLogOptions.committerNice`).
+    /// The nice value asked for (`TransparencyLogOptions.committerNice`); 0 leaves the thread as the process is.
     public var requested: Int32
-    /// The nice value the thread runs at.
-    public var granted: Int32
+    /// The nice value the thread runs at; nil where it cannot be read.
+    public var granted: Int32?
     /// The thread's ID (a `/proc/self/task` entry), where the system has one.
     public var thread: Int?
 
-    /// Whether the thread runs at the value asked for.
-    public var isGranted: Bool { granted == requested }
+    /// Whether the thread runs at the value asked for or ahead of it (nothing asked for is always granted).
+    public var isGranted: Bool { requested == 0 || granted.map { $0 <= requested } ?? false }
 }
 
 /// A tamper-evident, append-only log: RFC 9162 Merkle tree, C2SP tiles and signed checkpoints.
@@ -152,12 +152,15 @@ public final class TransparencyLog: @unchecked Sendable {
     private let priority = Mutex<CommitterPriority?>(nil)
 
     /// The priority the committer thread runs at.
-    public var committerPriority: CommitterPriority { priority.withLock { $0! } }
+    public var committerPriority: CommitterPriority {
+        priority.withLock { $0 } ?? CommitterPriority(requested: options.committerNice, granted: nil, thread: nil)
+    }
 
-    /// Asks for `nice` for the calling thread (on Linux, `setpriority` of thread 0 is the calling thread's
-    /// alone) and says what it runs at.
+    /// Raises the calling thread's priority to `nice` when that is higher than the thread's own (on Linux,
+    /// `setpriority` of thread 0 is the calling thread's alone; a lower one is never taken), and says what it
+    /// runs at.
     private static func prioritise(_ nice: Int32) -> CommitterPriority {
-        #if os(Linux)
+        #if canImport(Glibc)
         // `/proc/thread-self` links to `<process>/task/<thread>`.
         var link = [CChar](repeating: 0, count: 64)
         let length = readlink("/proc/thread-self", &link, link.count - 1)
@@ -167,12 +170,17 @@ public final class TransparencyLog: @unchecked Sendable {
                 String(decoding: link[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: "/")
                     .last ?? "")
             : nil
-        if nice != 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice) }
-        errno = 0
-        let current = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
-        return CommitterPriority(requested: nice, granted: errno == 0 ? current : 0, thread: thread)
+        let which = __priority_which_t(PRIO_PROCESS.rawValue)
+        // getpriority may return -1 as a value: only errno tells a failure.
+        func current() -> Int32? {
+            errno = 0
+            let value = getpriority(which, 0)
+            return errno == 0 ? value : nil
+        }
+        if nice < 0, let before = current(), nice < before { _ = setpriority(which, 0, nice) }
+        return CommitterPriority(requested: nice, granted: current(), thread: thread)
         #else
-        return CommitterPriority(requested: nice, granted: 0, thread: nil)
+        return CommitterPriority(requested: nice, granted: nil, thread: nil)
         #endif
     }
 

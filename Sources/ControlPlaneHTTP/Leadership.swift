@@ -160,13 +160,14 @@ final class Leadership: Sendable {
 
     /// Says at start-up whether the audit committer runs at the priority asked for, and how to grant it if not.
     static func report(_ priority: CommitterPriority, logger: Logger) {
+        let granted = priority.granted.map { "nice \($0)" } ?? "a priority it cannot read"
         if priority.isGranted {
-            logger.info("the audit log's committer runs at nice \(priority.granted)")
+            logger.info("the audit log's committer runs at \(granted)")
         } else {
             logger.notice(
                 """
-                the audit log's committer runs at nice \(priority.granted), not \(priority.requested): this process \
-                may not raise a thread's priority. Every audited request waits on that thread; allow it with \
+                the audit log's committer runs at \(granted), not nice \(priority.requested): this process may not \
+                raise a thread's priority. Every audited request waits on that thread; allow it with CAP_SYS_NICE or \
                 RLIMIT_NICE (systemd: LimitNICE=\(priority.requested)), or set auditCommitterNice to 0
                 """)
         }

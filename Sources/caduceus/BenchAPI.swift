@@ -45,7 +45,8 @@ struct BenchAPI: AsyncParsableCommand {
         var p99: Double
         var requests: Int
         var errors: Int
-        /// The time the server itself took (request read to response written), from its own histogram.
+        /// The time spent in the server, from its own histogram: from the middleware receiving the request to
+        /// the handler's response, before it is written.
         var server: (p50: Double, p99: Double)? = nil
 
         /// Each rate's and latency's median over `rounds` (the upper one of an even count); the counts summed.
@@ -107,28 +108,17 @@ struct BenchAPI: AsyncParsableCommand {
         }
         defer { server.cancel() }
 
-        let token = try await Self.adminSession(
-            url: info.url, caCertificate: info.caCertificatePath, bootstrapFile: info.bootstrapFile)
-        // The server's own request-duration histogram, scraped around each round of /v1/me (the only requests
-        // then), says how much of the latency wrk sees is spent in the server.
-        let scraper = try APIClient(server: info.url, token: nil, caCertificate: info.caCertificatePath)
-        func histogram() async throws -> DurationHistogram {
-            DurationHistogram(
-                prometheus: String(decoding: try await scraper.send(.GET, "/metrics").body, as: UTF8.self))
+        // Whatever the rounds end with, the server stops gracefully before the scratch directory goes.
+        let outcome: Result<(references: [Figures], measured: [Figures]), any Error>
+        do {
+            outcome = .success(try await measure(wrk: wrk, server: info))
+        } catch {
+            outcome = .failure(error)
         }
-        var references: [Figures] = []
-        var measured: [Figures] = []
-        for _ in 0..<max(1, rounds) {
-            references.append(try await Self.drive(wrk, url: info.url + "/healthz", token: nil, self))
-            let before = try await histogram()
-            var figures = try await Self.drive(wrk, url: info.url + "/v1/me", token: token, self)
-            let during = try await histogram().since(before)
-            if let p50 = during.quantile(0.5), let p99 = during.quantile(0.99) { figures.server = (p50, p99) }
-            measured.append(figures)
-        }
-        await scraper.shutdown()
         await group.triggerGracefulShutdown()
-        try await server.value
+        let stopped = await server.result
+        let (references, measured) = try outcome.get()
+        try stopped.get()
         let audited = try Checkpoint.readUnverified(
             Array(try Data(contentsOf: URL(fileURLWithPath: data + "/audit/checkpoint")))
         ).size
@@ -150,6 +140,40 @@ struct BenchAPI: AsyncParsableCommand {
             ("meRounds", Figures.list(measured)), ("referenceHealthzRounds", Figures.list(references)),
         ]
         StandardStreams.line("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
+    }
+
+    /// Logs in, then alternates the two routes for `rounds` rounds.
+    func measure(
+        wrk: String, server info: CaduceusServer.Started
+    ) async throws -> (
+        references: [Figures], measured: [Figures]
+    ) {
+        let token = try await Self.adminSession(
+            url: info.url, caCertificate: info.caCertificatePath, bootstrapFile: info.bootstrapFile)
+        // The server's own request-duration histogram, read around each round of /v1/me, says how much of the
+        // latency wrk sees is spent in the server. The reading itself is one request more in the window.
+        let scraper = try APIClient(server: info.url, token: nil, caCertificate: info.caCertificatePath)
+        func histogram() async throws -> DurationHistogram {
+            DurationHistogram(
+                prometheus: String(decoding: try await scraper.send(.GET, "/metrics").body, as: UTF8.self))
+        }
+        var references: [Figures] = []
+        var measured: [Figures] = []
+        do {
+            for _ in 0..<max(1, rounds) {
+                references.append(try await Self.drive(wrk, url: info.url + "/healthz", token: nil, self))
+                let before = try await histogram()
+                var figures = try await Self.drive(wrk, url: info.url + "/v1/me", token: token, self)
+                let during = try await histogram().since(before)
+                if let p50 = during.quantile(0.5), let p99 = during.quantile(0.99) { figures.server = (p50, p99) }
+                measured.append(figures)
+            }
+        } catch {
+            await scraper.shutdown()
+            throw error
+        }
+        await scraper.shutdown()
+        return (references, measured)
     }
 
     /// The server's `caduceus_http_request_duration_seconds` histogram, read from its Prometheus text.

@@ -42,7 +42,7 @@ struct BenchAPITests {
 
     @Test(
         "bench api prints wrk's figures and the server's own for both routes",
-        .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/wrk"), "skipped: wrk is not installed"))
+        .enabled(if: BenchAPI.which("wrk") != nil, "skipped: wrk is not installed"))
     func printsFigures() throws {
         let scratch = try Scratch()
         defer { scratch.remove() }
