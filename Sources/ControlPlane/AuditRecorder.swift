@@ -5,12 +5,22 @@ import Logging
 
 /// Appends one audit event per request, with who, what, where and how it ended.
 public struct AuditRecorder: Sendable {
-    let trail: AuditTrail
+    let sink: any AuditSink
+    /// The log itself, where this replica sequences it; nil on a follower, whose events go to the outbox.
+    let trail: AuditTrail?
     let clock: any WallClock
 
     /// Creates a recorder appending to `trail`.
     public init(trail: AuditTrail, clock: any WallClock) {
+        self.sink = trail
         self.trail = trail
+        self.clock = clock
+    }
+
+    /// Creates a recorder appending through `sink` (a follower's outbox).
+    public init(sink: any AuditSink, clock: any WallClock) {
+        self.sink = sink
+        self.trail = sink as? AuditTrail
         self.clock = clock
     }
 
@@ -60,7 +70,7 @@ public struct AuditRecorder: Sendable {
             return
         }
         do {
-            _ = try await trail.record(event, details: details)
+            try await sink.append(event, details: details)
         } catch {
             throw Failure.auditUnavailable(error)
         }

@@ -33,7 +33,12 @@ extension ControlPlane {
             let objects = try await context.store.objects(
                 tenant: input.tenant, patientHash: Self.patientHash(patient, key: key))
             let names = Dictionary(uniqueKeysWithValues: objects.map { ($0.id.rawValue, $0) })
-            try await audit.trail.log.sync()
+            guard let trail = audit.trail else {
+                throw Failure.auditUnavailable(
+                    CaduceusError(
+                        code: "audit.notHere", message: "the audit log is read where it is sequenced: the leader"))
+            }
+            try await trail.log.sync()
             let verified = try await LogVerifier(directory: context.auditDirectory, key: context.auditVerifierKey)
                 .verify()
             var accesses: [PHIAccessReport.Access] = []

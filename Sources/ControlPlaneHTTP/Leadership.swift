@@ -147,7 +147,12 @@ final class Leadership: Sendable {
         if !runners.isEmpty {
             services.append(JobService(plane: plane, runner: runners.count == 1 ? runners[0] : JobRunners(runners)))
         }
-        if forwarding != nil { services.append(AuditWatch(log: trail.log)) }
+        if forwarding != nil {
+            services.append(AuditWatch(log: trail.log))
+            services.append(
+                OutboxDrain(
+                    trail: trail, outbox: database.auditOutbox, payloads: database.auditPayloads, logger: logger))
+        }
         let router = try CaduceusServer.makeRouter(
             plane: plane, logger: logger, metrics: ServerMetrics(trail: trail), caPEM: ca.caCertificatePEM,
             clusterStatus: clusterStatus, readiness: readiness, forwarding: forwarding)
@@ -263,6 +268,43 @@ struct AuditWatch: Service {
                         code: "audit.failed", message: "the audit log failed closed; this replica stops: \(failure)")
                 }
                 try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+}
+
+/// On the leader of several replicas: appends the events followers recorded in the audit outbox to the log,
+/// as they arrive (within `interval`). Each leaves the outbox with the journal batch that holds it, so none
+/// is appended twice, even by a leader that dies half-way and the one after it.
+struct OutboxDrain: Service {
+    let trail: AuditTrail
+    let outbox: any AuditOutbox
+    let payloads: any SharedPayloads
+    let logger: Logger
+    var interval: Duration = .milliseconds(100)
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            var failing = false
+            while !Task.isCancelled {
+                do {
+                    let (appended, refused) = try await trail.drain(outbox, payloads: payloads)
+                    for entry in refused {
+                        logger.error(
+                            "the audit outbox held something that is not an audit event; it was taken out",
+                            metadata: ["digest": "\(entry.digest)", "entry": "\(Base64URL.encode(entry.entry))"])
+                    }
+                    if failing { logger.notice("the audit outbox drains again") }
+                    failing = false
+                    // A full page: more may wait.
+                    if appended + refused.count > 0 { continue }
+                } catch {
+                    if !failing {
+                        logger.warning("cannot drain the audit outbox", metadata: ["error": "\(error)"])
+                    }
+                    failing = true
+                }
+                try? await Task.sleep(for: failing ? .seconds(1) : interval)
             }
         }
     }

@@ -74,14 +74,20 @@ struct RequestMiddleware: RouterMiddleware {
         guard let path = context.endpointPath else { return "unmatched" }
         // Endpoint paths are the router's patterns, a fixed set: each is cleaned once.
         if let known = routeNames.withLock({ $0[path] }) { return known }
-        let cleaned = path.split(separator: "/").joined(separator: ".").filter {
-            $0.isLetter || $0.isNumber || $0 == "." || $0 == ":" || $0 == "-" || $0 == "_"
-        }
-        let name = cleaned.isEmpty ? "root" : String(cleaned.prefix(128))
+        let name = routeName(path)
         routeNames.withLock { names in
             if names.count < 1024 { names[path] = name }
         }
         return name
+    }
+
+    /// A path as an audit resource ID: its segments joined by dots, only ID characters, at most 128.
+    static func routeName(_ path: String) -> String {
+        let cleaned = path.split(separator: "/").joined(separator: ".").filter {
+            $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == ":" || $0 == "-" || $0 == "_")
+        }
+        let name = cleaned.drop { !($0.isLetter || $0.isNumber) }
+        return name.isEmpty ? "root" : String(name.prefix(128))
     }
 
     /// Metric and audit names of the endpoint paths seen so far.

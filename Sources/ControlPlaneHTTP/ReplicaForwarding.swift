@@ -6,6 +6,7 @@ import Crypto
 import HTTPTypes
 import Hummingbird
 import Identity
+import Logging
 import NIOCore
 import NIOHTTP1
 import NIOSSL
@@ -38,9 +39,18 @@ final class ReplicaResponder: Sendable {
     private let local = Mutex<RouterResponder<APIContext>?>(nil)
     private let forwarder: LeaderForwarder?
     private let readiness: CaduceusServer.Readiness
+    /// Where a follower records the requests it answers itself (refused, with no leader to forward to): the
+    /// audit outbox, which the next leader appends to the log.
+    private let audit: AuditRecorder?
+    private let logger: Logger
 
-    init(forwarder: LeaderForwarder?, readiness: @escaping CaduceusServer.Readiness) {
+    init(
+        forwarder: LeaderForwarder?, audit: AuditRecorder? = nil, logger: Logger = Logger(label: "caduceus"),
+        readiness: @escaping CaduceusServer.Readiness
+    ) {
         self.forwarder = forwarder
+        self.audit = audit
+        self.logger = logger
         self.readiness = readiness
     }
 
@@ -60,8 +70,29 @@ final class ReplicaResponder: Sendable {
             guard let forwarder else { throw Failure.noLeader }
             return try await forwarder.forward(request, context: context)
         } catch {
-            return try APIError.from(error, requestID: context.info.requestID.rawValue)
-                .response(from: request, context: context)
+            let refusal = APIError.from(error, requestID: context.info.requestID.rawValue)
+            await record(request, context, status: Int(refusal.status.code))
+            var response = try refusal.response(from: request, context: context)
+            response.headers[.requestID] = context.info.requestID.rawValue
+            return response
+        }
+    }
+
+    /// Audits a request this follower answered itself. The answer is a refusal either way, so an audit
+    /// failure changes nothing but the log.
+    private func record(_ request: Request, _ context: APIContext, status: Int) async {
+        guard let audit else { return }
+        do {
+            try await audit.record(
+                context.info,
+                .init(
+                    action: RequestMiddleware.action(request), resourceType: "route",
+                    resourceID: RequestMiddleware.routeName(request.uri.path)),
+                outcome: [401, 403, 429].contains(status) ? .denied : .error)
+        } catch {
+            logger.error(
+                "cannot record a refused request in the audit outbox",
+                metadata: ["requestId": "\(context.info.requestID)", "error": "\(error)"])
         }
     }
 }

@@ -75,8 +75,16 @@ public enum CaduceusServer {
             distributed
             ? try LeaderForwarder(
                 caCertificatePEM: ca.caCertificatePEM, key: forwarding, leaderURL: { replica.leaderURL }) : nil
+        // A follower audits the requests it refuses itself through the outbox, for the leader to append.
+        let outbox =
+            distributed
+            ? AuditRecorder(
+                sink: OutboxRecorder(
+                    outbox: database.auditOutbox, payloads: database.auditPayloads,
+                    keys: try AuditKeys.loadOrCreate(directory: data + "/keys", origin: configuration.auditOrigin)),
+                clock: clock) : nil
         let responder = ReplicaResponder(
-            forwarder: forwarder,
+            forwarder: forwarder, audit: outbox, logger: logger,
             readiness: {
                 var checks = await readiness()
                 checks["leader"] = replica.leaderURL == nil ? "none" : .some(nil)

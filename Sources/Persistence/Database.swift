@@ -18,6 +18,8 @@ public final class Database: Sendable {
     public let auditJournal: SQLAuditJournal
     /// The audit trail's shared payloads (distributed mode).
     public let auditPayloads: SQLAuditPayloads
+    /// Events followers recorded, waiting for the leader to append them (distributed mode).
+    public let auditOutbox: SQLAuditOutbox
     let engine: any SQLEngine
     /// The audit journal's own connections: a request's transaction may wait on an audit append while it holds
     /// a connection of `engine`, so the append must never wait for one of those.
@@ -32,6 +34,7 @@ public final class Database: Sendable {
         self.cluster = SQLClusterStore(engine: engine)
         self.auditJournal = SQLAuditJournal(engine: auditEngine ?? engine)
         self.auditPayloads = SQLAuditPayloads(engine: auditEngine ?? engine)
+        self.auditOutbox = SQLAuditOutbox(engine: auditEngine ?? engine)
     }
 
     /// Which engine holds the data: `sqlite` or `postgres`.

@@ -202,6 +202,15 @@ enum Migrations {
                 """,
                 "CREATE TABLE audit_payloads (commitment TEXT PRIMARY KEY, sealed TEXT NOT NULL)",
             ]),
+        Migration(
+            version: 8, name: "audit-outbox",
+            statements: [
+                """
+                CREATE TABLE audit_outbox (
+                    digest TEXT PRIMARY KEY, recorded_at BIGINT NOT NULL, entry TEXT NOT NULL)
+                """,
+                "CREATE INDEX audit_outbox_recorded ON audit_outbox (recorded_at, digest)",
+            ]),
     ]
 
     /// Applies every migration not yet applied; returns the versions applied now.

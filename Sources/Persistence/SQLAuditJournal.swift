@@ -31,19 +31,30 @@ public final class SQLAuditJournal: SharedJournal {
         let encoded = Base64URL.encode(record.encoded())
         let first = Int64(record.firstIndex)
         let fence = self.fence
-        // One statement, so one round trip while every appender waits on this batch: the batch goes in only
-        // where the shared log ends and only while the fence (the lease) is still this replica's; the unique
-        // first index keeps two writers that both saw the same end from both getting in.
+        // The batch goes in only where the shared log ends and only while the fence (the lease) is still this
+        // replica's; the unique first index keeps two writers that both saw the same end from both getting in.
+        let insert: SQLQueryString = """
+            INSERT INTO audit_batches (first_index, end_index, record)
+            SELECT \(bind: first), \(bind: Int64(record.endIndex)), \(bind: encoded)
+            WHERE (SELECT COALESCE(MAX(end_index), 0) FROM audit_batches) = \(bind: first)
+                AND (\(bind: fence == nil) OR EXISTS (
+                    SELECT 1 FROM leases WHERE name = \(bind: fence?.name ?? "")
+                        AND holder = \(bind: fence?.holder ?? "") AND token = \(bind: Int64(fence?.token ?? 0))))
+            RETURNING first_index
+            """
+        // The batch's entries that came from the outbox leave it with the batch, atomically: exactly once.
+        let digests: [any Encodable & Sendable] = record.entries.map { OutboxEntry.digest(of: $0) }
+        let consume: SQLQueryString = "DELETE FROM audit_outbox WHERE digest IN (\(binds: digests))"
         let inserted = try run { db in
-            db.raw(
+            guard db.dialect.name != "sqlite" else {
+                return SQLiteBatch.insert(insert, consume, on: db)
+            }
+            // PostgreSQL: one statement, so one round trip while every appender waits on this batch.
+            return db.raw(
                 """
-                INSERT INTO audit_batches (first_index, end_index, record)
-                SELECT \(bind: first), \(bind: Int64(record.endIndex)), \(bind: encoded)
-                WHERE (SELECT COALESCE(MAX(end_index), 0) FROM audit_batches) = \(bind: first)
-                    AND (\(bind: fence == nil) OR EXISTS (
-                        SELECT 1 FROM leases WHERE name = \(bind: fence?.name ?? "")
-                            AND holder = \(bind: fence?.holder ?? "") AND token = \(bind: Int64(fence?.token ?? 0))))
-                RETURNING first_index
+                WITH inserted AS (\(insert)),
+                consumed AS (\(consume) AND EXISTS (SELECT 1 FROM inserted))
+                SELECT first_index FROM inserted
                 """
             ).first()
         }
@@ -109,5 +120,21 @@ public final class SQLAuditJournal: SharedJournal {
                 code: "audit.shared.corrupt", message: "the shared audit batch at entry \(first) is damaged")
         }
         return record
+    }
+}
+
+/// SQLite has no statements inside `WITH`: the batch and the outbox entries it consumes go in one
+/// transaction on its one connection, which the engine holds for this caller.
+enum SQLiteBatch {
+    static func insert(
+        _ insert: SQLQueryString, _ consume: SQLQueryString, on db: any SQLDatabase
+    ) -> EventLoopFuture<(any SQLRow)?> {
+        db.raw("BEGIN IMMEDIATE").run()
+            .flatMap { db.raw(insert).first() }
+            .flatMap { row in
+                guard row != nil else { return db.raw("COMMIT").run().map { row } }
+                return db.raw(consume).run().flatMap { db.raw("COMMIT").run() }.map { row }
+            }
+            .flatMapError { error in db.raw("ROLLBACK").run().flatMapThrowing { throw error } }
     }
 }

@@ -65,6 +65,70 @@ struct FailoverTests {
         return thread
     }
 
+    /// A second replica in `data`, with the keys and CA of `leader`'s data directory.
+    static func follower(
+        of leader: TestServer, data: String, environment: [String: String], arguments: [String]
+    ) throws -> TestServer {
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        for folder in ["keys", "tls"] {
+            try FileManager.default.copyItem(atPath: leader.data + "/" + folder, toPath: data + "/" + folder)
+        }
+        return try TestServer(data: data, environment: environment, arguments: arguments)
+    }
+
+    @Test("a follower audits what it refuses while no leader answers; the next leader appends each event once")
+    func followerRefusalsAudited() async throws {
+        let url = try await TestDatabase.createPostgresDatabase()
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let arguments = ["--database", "postgres://\(url.user)@\(url.host):\(url.port)/\(url.database)"]
+        let environment = ["PGPASSWORD": url.password ?? ""]
+        let leader = try TestServer(data: scratch.path + "/a", environment: environment, arguments: arguments)
+        let follower = try Self.follower(
+            of: leader, data: scratch.path + "/b", environment: environment, arguments: arguments)
+        defer {
+            leader.stop()
+            follower.stop()
+        }
+        // Forwarded (once the follower has seen where the leader listens): the leader refuses a request
+        // without credentials, and audits it itself.
+        let started = Date()
+        while Date().timeIntervalSince(started) < 30, (try? follower.get("/v1/me"))?.0 != 401 { usleep(100_000) }
+        #expect(try follower.get("/v1/me").0 == 401)
+        leader.kill()
+        // Until the dead leader's lease runs out the follower still names it, cannot reach it, and refuses.
+        var refusals: [String] = []
+        for path in ["/v1/tenants", "/v1/me"] {
+            let (status, body) = try follower.get(path)
+            #expect(status == 503, "\(body)")
+            let error = (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])?["error"]
+            refusals.append(try #require((error as? [String: Any])?["requestId"] as? String, "\(body)"))
+        }
+        // It takes the lead, answers the API itself, and appends what it recorded in the outbox meanwhile.
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, (try? follower.get("/v1/me"))?.0 != 401 { usleep(100_000) }
+        #expect(try follower.get("/v1/me").0 == 401, "the follower never took the lead")
+        usleep(1_000_000)
+        follower.stop()
+
+        let log = scratch.path + "/b/audit"
+        let verify = try CLI.run(["audit", "verify", "--log", log, "--vkey", scratch.path + "/b/keys/audit.vkey"])
+        #expect(verify.status == 0, "\(verify.stderr)")
+        let events = try CLI.run(["audit", "export", "--log", log, "--format", "jsonl"]).text
+            .split(separator: "\n").compactMap { line in
+                try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            }
+        for (requestID, route) in zip(refusals, ["v1.tenants", "v1.me"]) {
+            let matching = events.filter { $0["requestId"] as? String == requestID }
+            #expect(matching.count == 1, "\(requestID): \(matching.count) events")
+            let event = try #require(matching.first)
+            #expect(event["outcome"] as? String == "error" && event["action"] as? String == "http.get")
+            #expect((event["resource"] as? [String: Any])?["id"] as? String == route)
+            #expect((event["actor"] as? [String: Any])?["id"] as? String == "anonymous")
+            #expect(event["sourceAddress"] as? String == "127.0.0.1")
+        }
+    }
+
     @Test("10 rounds of SIGKILL to the leader under load: nothing acknowledged lost, nothing run twice")
     func killTheLeader() async throws {
         let url = try await TestDatabase.createPostgresDatabase()
@@ -78,11 +142,8 @@ struct FailoverTests {
         ]
         let folders = [scratch.path + "/a", scratch.path + "/b"]
         var replicas = [try TestServer(data: folders[0], environment: environment, arguments: arguments)]
-        try FileManager.default.createDirectory(atPath: folders[1], withIntermediateDirectories: true)
-        for folder in ["keys", "tls"] {
-            try FileManager.default.copyItem(atPath: folders[0] + "/" + folder, toPath: folders[1] + "/" + folder)
-        }
-        replicas.append(try TestServer(data: folders[1], environment: environment, arguments: arguments))
+        replicas.append(
+            try Self.follower(of: replicas[0], data: folders[1], environment: environment, arguments: arguments))
         defer { for replica in replicas { replica.stop() } }
 
         let first = CLISession(scratch: scratch, server: replicas[0])
