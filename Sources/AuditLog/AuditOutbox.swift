@@ -7,6 +7,10 @@ public protocol AuditSink: Sendable {
     /// Checks `event`, seals `details` (if any) and commits to them in the event, and records it durably.
     /// Throws, recording nothing, when it cannot.
     func append(_ event: AuditEvent, details: JSONValue?) async throws
+
+    /// Whether an event appended now commits with the database transaction the caller runs in (and is
+    /// undone with it), rather than on its own.
+    var joinsTransaction: Bool { get }
 }
 
 /// Events that a replica which does not sequence the audit log (a follower, in distributed mode) recorded
@@ -14,8 +18,12 @@ public protocol AuditSink: Sendable {
 /// transaction that records the batch holding it in the shared journal, so it is appended exactly once,
 /// whichever leader appends it and whenever a leader dies.
 public protocol AuditOutbox: Sendable {
-    /// Records `entry`, a canonical audit entry, durably (again: the same bytes, nothing changes).
+    /// Records `entry`, a canonical audit entry, durably (again: the same bytes, nothing changes). Inside a
+    /// database transaction, it commits with that transaction.
     func put(_ entry: [UInt8]) async throws
+
+    /// Whether `put` now joins the caller's database transaction.
+    var joinsTransaction: Bool { get }
 
     /// Up to `limit` entries waiting, oldest first.
     func pending(limit: Int) async throws -> [OutboxEntry]
@@ -69,12 +77,17 @@ public struct OutboxRecorder: AuditSink {
         }
         try await outbox.put(try event.canonicalEntry())
     }
+
+    public var joinsTransaction: Bool { outbox.joinsTransaction }
 }
 
 extension AuditTrail: AuditSink {
     public func append(_ event: AuditEvent, details: JSONValue?) async throws {
         _ = try await record(event, details: details)
     }
+
+    /// The log commits on its own: an event appended is there whatever the caller's transaction does.
+    public var joinsTransaction: Bool { false }
 
     /// Appends what waits in `outbox` (up to `limit` entries) to the log; returns how many entries it took.
     ///

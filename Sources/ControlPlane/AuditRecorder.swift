@@ -62,8 +62,9 @@ public struct AuditRecorder: Sendable {
             purposeOfUse: breakGlass == nil ? purpose : "ETREAT", requestId: request.requestID.rawValue,
             sourceAddress: request.sourceAddress.flatMap(Self.address), breakGlass: breakGlass != nil,
             breakGlassGrant: breakGlass?.rawValue)
-        // An attempt of this transaction that the database aborted may have appended this very event already.
-        let attempts = TransactionAttempts.current
+        // An attempt of this transaction that the database aborted may have appended this very event already,
+        // unless the event commits with the transaction (and so went with the aborted attempt).
+        let attempts = sink.joinsTransaction ? nil : TransactionAttempts.current
         let effect = AppendedEvent(event: event, details: details)
         if let attempts, attempts.alreadyMade(effect) {
             request.tracker.markAudited()

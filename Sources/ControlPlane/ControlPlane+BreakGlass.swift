@@ -19,6 +19,7 @@ extension ControlPlane {
             try BreakGlassRules.check(reason: input.reason, durationSeconds: input.minutes * 60)
             guard try await tx.tenant(id: input.tenant) != nil else { throw Failure.notFound("tenant \(input.tenant)") }
             try await tx.insertGrant(grant)
+            try await tx.recordSessionChange(of: principal.id, at: now)
             return BreakGlassView(grant, now: now)
         }
         sessions.remove(user: principal.id)

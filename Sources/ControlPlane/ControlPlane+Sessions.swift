@@ -65,17 +65,21 @@ extension ControlPlane {
         let now = self.now
         if let entry = sessions.entry(digest) {
             if let session = entry.session {
-                guard settings.sessions.isAlive(created: session.createdAt, lastSeen: entry.lastSeen, at: now) else {
-                    sessions.remove(digest)
-                    try await store.endSession(session.id, at: now)
-                    throw Failure.unauthenticated("the session has ended; log in again")
+                if settings.sessions.isAlive(created: session.createdAt, lastSeen: entry.lastSeen, at: now) {
+                    if sessions.touch(digest, at: now, persistEvery: persistInterval) {
+                        try await store.touchSession(session.id, at: now)
+                    }
+                    return entry.principal
                 }
-                if sessions.touch(digest, at: now) { try await store.touchSession(session.id, at: now) }
+                // Idle as this replica saw it; another replica may have seen it used since. The database's
+                // record decides (`load` ends it there if it is idle there too).
+                sessions.remove(digest)
             } else if let apiToken = entry.token, !apiToken.isUsable(at: now) {
                 sessions.remove(digest)
                 throw Failure.unauthenticated("the token has expired or been revoked")
+            } else {
+                return entry.principal
             }
-            return entry.principal
         }
         let (entry, user) = try await load(token: token, digest: digest, at: now)
         sessions.store(entry, for: digest, user: user)
@@ -129,6 +133,39 @@ extension ControlPlane {
         }
     }
 
+    /// How often a session's last use is written back: every minute, or a quarter of the idle timeout when
+    /// that is shorter, so that the replicas, which each see only their own share of its uses, never end
+    /// a session in use for idleness.
+    var persistInterval: Int64 { min(60_000, Int64(settings.sessions.idleMinutes) * 15_000) }
+
+    /// Follows, until the calling task is cancelled, the changes to accounts' sessions, tokens, roles and
+    /// grants that any replica makes (`recordSessionChange`), and drops what this replica's cache holds of
+    /// those accounts, every `interval`. While it cannot read them it keeps the cache empty, so that every
+    /// request is checked against the database.
+    public func followSessionChanges(every interval: Duration = .milliseconds(50)) async {
+        var seen: Set<String> = []
+        var failing = false
+        while !Task.isCancelled {
+            do {
+                // A change commits after the time it notes: a minute's overlap catches the slow ones.
+                let changes = try await store.sessionChanges(since: now.adding(milliseconds: -60_000))
+                for change in changes where !seen.contains(change.id) { sessions.remove(user: change.user) }
+                seen = Set(changes.map(\.id))
+                if failing { logger.notice("session changes are followed again") }
+                failing = false
+            } catch {
+                sessions.removeAll()
+                if !failing {
+                    logger.warning(
+                        "cannot read session changes; every request is checked against the database",
+                        metadata: ["error": "\(error)"])
+                }
+                failing = true
+            }
+            try? await Task.sleep(for: interval)
+        }
+    }
+
     /// Ends the caller's session.
     public func logout(_ request: RequestInfo, token text: String) async throws {
         let principal = try request.requirePrincipal()
@@ -137,6 +174,7 @@ extension ControlPlane {
             action: "session.delete", resourceType: "session", resourceID: session.rawValue)
         try await change(request, subject) { [self] tx in
             try await tx.endSession(session, at: now)
+            try await tx.recordSessionChange(of: principal.id, at: now)
         }
         if let token = OpaqueToken(text: text) { sessions.remove(token.digest) }
     }
@@ -180,11 +218,12 @@ extension ControlPlane {
             throw Failure.forbidden("the current password is not correct")
         }
         let newHash = try await hasher.hash(input.newPassword)
-        try await change(request, subject) { tx in
+        try await change(request, subject) { [self] tx in
             guard var fresh = try await tx.user(id: principal.id) else { throw Failure.notFound("account") }
             fresh.passwordHash = newHash
             fresh.mustChangePassword = false
             try await tx.updateUser(fresh)
+            try await tx.recordSessionChange(of: principal.id, at: now)
         }
         sessions.remove(user: principal.id)
     }

@@ -129,8 +129,9 @@ extension ControlPlane {
             action: "token.revoke", resourceType: "token", resourceID: id.rawValue, tenant: record?.scope.tenant)
         let decision = try await authorize(request, .tokenManage, in: record?.scope ?? .platform, subject)
         try await change(request, subject, decision: decision) { [self] tx in
-            guard record != nil else { throw Failure.notFound("token \(id)") }
+            guard let record else { throw Failure.notFound("token \(id)") }
             try await tx.revokeToken(id, at: now)
+            try await tx.recordSessionChange(of: record.user, at: now)
         }
         if let record { sessions.remove(user: record.user) }
     }

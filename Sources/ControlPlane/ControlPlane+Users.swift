@@ -84,6 +84,7 @@ extension ControlPlane {
                 _ = try await tx.endSessions(of: id, at: now)
                 _ = try await tx.revokeTokens(of: id, at: now)
             }
+            try await tx.recordSessionChange(of: id, at: now)
             return UserView(user)
         }
         sessions.remove(user: id)
@@ -101,7 +102,7 @@ extension ControlPlane {
         let record = RoleBindingRecord(
             binding: RoleBinding(id: id, user: input.user, role: input.role, scope: input.scope),
             grantedBy: request.principal?.id, grantedAt: now)
-        let view = try await change(request, subject, decision: decision) { tx in
+        let view = try await change(request, subject, decision: decision) { [self] tx in
             guard input.role.allowedScopes.contains(input.scope.kind) else {
                 throw Failure.invalid(
                     "the role \(input.role.rawValue) cannot be held in a \(input.scope.kind.rawValue) scope")
@@ -113,6 +114,7 @@ extension ControlPlane {
             } catch let error as CaduceusError where error.code == "store.conflict" {
                 throw Failure.conflict("that role is already granted in that scope")
             }
+            try await tx.recordSessionChange(of: input.user, at: now)
             return RoleBindingView(record)
         }
         sessions.remove(user: input.user)
@@ -144,7 +146,10 @@ extension ControlPlane {
             action: "role.revoke", resourceType: "role-binding", resourceID: id.rawValue,
             tenant: record.binding.scope.tenant)
         let decision = try await authorize(request, .roleGrant, in: record.binding.scope, subject)
-        try await change(request, subject, decision: decision) { tx in try await tx.deleteBinding(id) }
+        try await change(request, subject, decision: decision) { [self] tx in
+            try await tx.deleteBinding(id)
+            try await tx.recordSessionChange(of: record.binding.user, at: now)
+        }
         sessions.remove(user: record.binding.user)
     }
 

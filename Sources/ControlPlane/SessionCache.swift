@@ -6,7 +6,8 @@ import Synchronization
 ///
 /// An entry holds the principal as loaded and when the session was last used. The last-use time is
 /// written back at most once a minute (a restart can only make sessions look older, never younger).
-/// Every change to an account's sessions, roles, tokens or grants removes its entries at once. A mutex
+/// Every change to an account's sessions, roles, tokens or grants removes its entries at once, on the
+/// replica that made it, and on the others as they follow the changes (`followSessionChanges`). A mutex
 /// rather than an actor guards it: every authenticated request passes here, and none of its work waits.
 final class SessionCache: Sendable {
     struct Entry: Sendable {
@@ -45,12 +46,13 @@ final class SessionCache: Sendable {
     /// The account record loaded with a cached session, if any.
     func user(_ id: UserID) -> UserRecord? { state.withLock { $0.users[id] } }
 
-    /// Records a use at `now`; returns true when the time should be written back.
-    func touch(_ digest: String, at now: Timestamp) -> Bool {
+    /// Records a use at `now`; returns true when the time should be written back (`persistEvery`
+    /// milliseconds after it last was).
+    func touch(_ digest: String, at now: Timestamp, persistEvery: Int64) -> Bool {
         state.withLock { state in
             guard var entry = state.entries[digest] else { return false }
             entry.lastSeen = max(entry.lastSeen, now)
-            let persist = now.millisecondsSinceEpoch - entry.lastPersisted.millisecondsSinceEpoch >= 60_000
+            let persist = now.millisecondsSinceEpoch - entry.lastPersisted.millisecondsSinceEpoch >= persistEvery
             if persist { entry.lastPersisted = now }
             state.entries[digest] = entry
             return persist
@@ -58,6 +60,13 @@ final class SessionCache: Sendable {
     }
 
     func remove(_ digest: String) { state.withLock { _ = $0.entries.removeValue(forKey: digest) } }
+
+    func removeAll() {
+        state.withLock { state in
+            state.entries.removeAll()
+            state.users.removeAll()
+        }
+    }
 
     func remove(user: UserID) {
         state.withLock { state in

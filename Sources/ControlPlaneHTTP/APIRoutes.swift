@@ -49,6 +49,12 @@ public enum APIRoutes {
     /// Every route: accounts and tenancy, then the fleet and jobs.
     public static let all: [RouteSpec] = identity + fleet + enrolment + datasets
 
+    /// The routes every replica answers itself, followers too: accounts, sessions, roles, tokens, tenancy
+    /// and emergency access, which need only the shared database (and the audit outbox). The fleet, jobs,
+    /// node agents and datasets need the scheduler, runners and object files the leader runs: followers
+    /// forward those. So are the metrics, which are each process's own.
+    public static let anyReplica: [RouteSpec] = identity.filter { $0.path != "/metrics" }
+
     static let identity: [RouteSpec] = [
         .init(method: .get, path: "/healthz", summary: "Liveness", access: .open),
         .init(method: .get, path: "/readyz", summary: "Readiness", access: .open),
@@ -130,7 +136,8 @@ struct RouteHandlers {
         return try JSONBody.response(body, status: failing.isEmpty ? .ok : .serviceUnavailable)
     }
 
-    func register(on router: Router<APIContext>, limiter: RateLimiter) {
+    /// Registers every route, or with `anyReplicaOnly` those of `APIRoutes.anyReplica` (a follower's).
+    func register(on router: Router<APIContext>, limiter: RateLimiter, anyReplicaOnly: Bool = false) {
         router.get("/healthz") { _, _ in try JSONBody.response(["status": "ok"]) }
         router.get("/readyz") { [readiness] _, _ in try Self.readinessResponse(await readiness()) }
         router.get("/metrics") { [metrics] _, context in
@@ -167,6 +174,7 @@ struct RouteHandlers {
             )
         }
         registerAdministration(authed)
+        guard !anyReplicaOnly else { return }
         registerFleet(authed)
         registerJobs(authed)
         registerEnrolment(v1, authed, limiter: limiter)

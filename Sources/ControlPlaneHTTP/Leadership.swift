@@ -96,13 +96,9 @@ final class Leadership: Sendable {
 
     private func start(trail: AuditTrail, auditKeys: AuditKeys) async throws {
         let data = configuration.dataDirectory
-        let plane = ControlPlane(
-            store: database.identity, fleet: database.fleet, audit: AuditRecorder(trail: trail, clock: clock),
-            clock: clock, hasher: PasswordHasher(), totpBox: SecretBox(rootKey: rootKey, purpose: "totp"),
-            settings: ControlPlaneSettings(
-                sessions: try SessionRules(
-                    idleMinutes: configuration.idleTimeoutMinutes, lifetimeHours: configuration.sessionLifetimeHours)),
-            logger: logger)
+        let plane = try Self.plane(
+            configuration, database: database, rootKey: rootKey, clock: clock, logger: logger,
+            audit: AuditRecorder(trail: trail, clock: clock))
         guard let storageResidency = Residency(rawValue: configuration.localResidency) else {
             throw CaduceusError(code: "config.value", message: "localResidency is not a residency")
         }
@@ -152,6 +148,7 @@ final class Leadership: Sendable {
             services.append(
                 OutboxDrain(
                     trail: trail, outbox: database.auditOutbox, payloads: database.auditPayloads, logger: logger))
+            services.append(SessionChangesService(plane: plane))
         }
         let router = try CaduceusServer.makeRouter(
             plane: plane, logger: logger, metrics: ServerMetrics(trail: trail), caPEM: ca.caCertificatePEM,
@@ -161,6 +158,21 @@ final class Leadership: Sendable {
         logger.notice(
             "the control plane runs on this replica", metadata: ["auditSize": "\(trail.log.checkpoint.checkpoint.size)"]
         )
+    }
+
+    /// The use cases over the shared stores, auditing through `audit`: the leader's whole control plane, or,
+    /// on a follower, the part that answers `APIRoutes.anyReplica`.
+    static func plane(
+        _ configuration: ServerConfiguration, database: Database, rootKey: SymmetricKey, clock: any WallClock,
+        logger: Logger, audit: AuditRecorder
+    ) throws -> ControlPlane {
+        ControlPlane(
+            store: database.identity, fleet: database.fleet, audit: audit, clock: clock, hasher: PasswordHasher(),
+            totpBox: SecretBox(rootKey: rootKey, purpose: "totp"),
+            settings: ControlPlaneSettings(
+                sessions: try SessionRules(
+                    idleMinutes: configuration.idleTimeoutMinutes, lifetimeHours: configuration.sessionLifetimeHours)),
+            logger: logger)
     }
 
     /// Says at start-up whether the audit committer runs at the priority asked for, and how to grant it if not.
@@ -307,5 +319,14 @@ struct OutboxDrain: Service {
                 try? await Task.sleep(for: failing ? .seconds(1) : interval)
             }
         }
+    }
+}
+
+/// Keeps a control plane's session cache in step with the changes other replicas make.
+struct SessionChangesService: Service {
+    let plane: ControlPlane
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await plane.followSessionChanges() }
     }
 }

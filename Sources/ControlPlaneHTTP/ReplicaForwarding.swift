@@ -33,10 +33,14 @@ public struct ForwardingKey: Sendable, Equatable {
     }
 }
 
-/// What this replica answers with: the API itself while it leads, or, while it follows, the leader's answer
-/// to the same request, forwarded with the client's address. Probes are answered here either way.
+/// What this replica answers with: the API itself while it leads. While it follows: the routes any replica
+/// answers (`APIRoutes.anyReplica`) itself, over the shared database, and for the others the leader's
+/// answer to the same request, forwarded with the client's address. Probes are answered here either way.
 final class ReplicaResponder: Sendable {
     private let local = Mutex<RouterResponder<APIContext>?>(nil)
+    /// A follower's own API: the routes it answers itself.
+    private let follower: RouterResponder<APIContext>?
+    private let followerRoutes = RouteMatcher(APIRoutes.anyReplica)
     private let forwarder: LeaderForwarder?
     private let readiness: CaduceusServer.Readiness
     /// Where a follower records the requests it answers itself (refused, with no leader to forward to): the
@@ -45,10 +49,11 @@ final class ReplicaResponder: Sendable {
     private let logger: Logger
 
     init(
-        forwarder: LeaderForwarder?, audit: AuditRecorder? = nil, logger: Logger = Logger(label: "caduceus"),
-        readiness: @escaping CaduceusServer.Readiness
+        forwarder: LeaderForwarder?, follower: RouterResponder<APIContext>? = nil, audit: AuditRecorder? = nil,
+        logger: Logger = Logger(label: "caduceus"), readiness: @escaping CaduceusServer.Readiness
     ) {
         self.forwarder = forwarder
+        self.follower = follower
         self.audit = audit
         self.logger = logger
         self.readiness = readiness
@@ -63,6 +68,9 @@ final class ReplicaResponder: Sendable {
         case "/healthz": return try JSONBody.response(["status": "ok"])
         case "/readyz": return try RouteHandlers.readinessResponse(await readiness())
         default: break
+        }
+        if let follower, followerRoutes.matches(request.method, request.uri.path) {
+            return try await follower.respond(to: request, context: context)
         }
         do {
             // The leader's metrics are for its own loopback scrapes, never relayed.
@@ -93,6 +101,28 @@ final class ReplicaResponder: Sendable {
             logger.error(
                 "cannot record a refused request in the audit outbox",
                 metadata: ["requestId": "\(context.info.requestID)", "error": "\(error)"])
+        }
+    }
+}
+
+/// Whether a request's method and path match one of a set of routes; `{…}` segments match any one segment.
+struct RouteMatcher: Sendable {
+    private let routes: [(method: HTTPRequest.Method, segments: [String?])]
+
+    init(_ specs: [RouteSpec]) {
+        routes = specs.map { spec in
+            (
+                spec.method,
+                spec.path.split(separator: "/").map { $0.hasPrefix("{") ? nil : String($0) }
+            )
+        }
+    }
+
+    func matches(_ method: HTTPRequest.Method, _ path: String) -> Bool {
+        let parts = path.split(separator: "/")
+        return routes.contains { route in
+            route.method == method && route.segments.count == parts.count
+                && zip(route.segments, parts).allSatisfy { segment, part in segment.map { $0 == part } ?? true }
         }
     }
 }

@@ -37,8 +37,9 @@ public enum CaduceusServer {
     ///
     /// On SQLite this process is the whole control plane. On PostgreSQL it is one replica of several: only the
     /// replica holding the leader lease runs the control plane (scheduler, runners, lifecycle mover, agent
-    /// listener, audit sequencer); the others forward every API request to it, and the first of them to take
-    /// the lease after the leader is gone starts the control plane from the database and the shared audit log.
+    /// listener, audit sequencer); the others answer accounts and tenancy (`APIRoutes.anyReplica`) themselves,
+    /// auditing through the outbox, forward every other API request to it, and the first of them to take the
+    /// lease after the leader is gone starts the control plane from the database and the shared audit log.
     public static func run(
         configuration: ServerConfiguration, logger: Logger, runner: RunnerFactory? = nil,
         moreReadiness: @escaping Readiness = { [:] },
@@ -83,8 +84,21 @@ public enum CaduceusServer {
                     outbox: database.auditOutbox, payloads: database.auditPayloads,
                     keys: try AuditKeys.loadOrCreate(directory: data + "/keys", origin: configuration.auditOrigin)),
                 clock: clock) : nil
+        // A follower answers accounts, sessions and tenancy itself, over the shared database.
+        let followerPlane = try outbox.map {
+            try Leadership.plane(
+                configuration, database: database, rootKey: rootKey, clock: clock, logger: logger, audit: $0)
+        }
         let responder = ReplicaResponder(
-            forwarder: forwarder, audit: outbox, logger: logger,
+            forwarder: forwarder,
+            follower: try followerPlane.map {
+                try makeRouter(
+                    plane: $0, logger: logger, metrics: ServerMetrics(trail: nil), caPEM: ca.caCertificatePEM,
+                    clusterStatus: { await replica.status(slurm: await slurmStatus()) }, readiness: readiness,
+                    forwarding: forwarding, anyReplicaOnly: true
+                ).buildResponder()
+            },
+            audit: outbox, logger: logger,
             readiness: {
                 var checks = await readiness()
                 checks["leader"] = replica.leaderURL == nil ? "none" : .some(nil)
@@ -117,7 +131,8 @@ public enum CaduceusServer {
             })
         let group = ServiceGroup(
             configuration: .init(
-                services: [app, replica, LeaderService(replica: replica, leadership: leadership)],
+                services: [app, replica, LeaderService(replica: replica, leadership: leadership)]
+                    + (followerPlane.map { [SessionChangesService(plane: $0)] } ?? []),
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         var failure: (any Error)?
         do {
@@ -172,7 +187,7 @@ public enum CaduceusServer {
         plane: ControlPlane, logger: Logger, limiter: RateLimiter = RateLimiter(),
         metrics: ServerMetrics = ServerMetrics(trail: nil), caPEM: String = "",
         clusterStatus: @escaping ClusterStatusSource = ReplicaService.standalone,
-        readiness: @escaping Readiness = { [:] }, forwarding: ForwardingKey? = nil
+        readiness: @escaping Readiness = { [:] }, forwarding: ForwardingKey? = nil, anyReplicaOnly: Bool = false
     ) throws -> Router<APIContext> {
         let router = Router(context: APIContext.self)
         router.add(
@@ -181,7 +196,7 @@ public enum CaduceusServer {
             plane: plane, openAPI: try OpenAPIDocument.json(), metrics: metrics, caPEM: caPEM,
             clusterStatus: clusterStatus, readiness: readiness
         )
-        .register(on: router, limiter: limiter)
+        .register(on: router, limiter: limiter, anyReplicaOnly: anyReplicaOnly)
         return router
     }
 

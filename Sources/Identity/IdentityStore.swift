@@ -226,4 +226,22 @@ public protocol IdentityStore: Sendable {
     // Idempotency keys
     func idempotency(principal: UserID, key: String) async throws -> IdempotencyRecord?
     func saveIdempotency(_ record: IdempotencyRecord) async throws
+
+    // Changes to an account's sessions, tokens, roles or grants, for every replica's session cache
+    /// Notes (inside the change's transaction) that `user`'s sessions, tokens, roles or grants changed at
+    /// `time`; notes older than an hour go.
+    func recordSessionChange(of user: UserID, at time: Timestamp) async throws
+    /// The notes made since `time`: their IDs and accounts.
+    func sessionChanges(since time: Timestamp) async throws -> [SessionChange]
+}
+
+/// One note that an account's sessions, tokens, roles or grants changed.
+public struct SessionChange: Sendable, Equatable {
+    public var id: String
+    public var user: UserID
+
+    public init(id: String, user: UserID) {
+        self.id = id
+        self.user = user
+    }
 }

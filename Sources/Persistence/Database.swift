@@ -34,7 +34,8 @@ public final class Database: Sendable {
         self.cluster = SQLClusterStore(engine: engine)
         self.auditJournal = SQLAuditJournal(engine: auditEngine ?? engine)
         self.auditPayloads = SQLAuditPayloads(engine: auditEngine ?? engine)
-        self.auditOutbox = SQLAuditOutbox(engine: auditEngine ?? engine)
+        // On the stores' connections: an event recorded inside a transaction goes in on its connection.
+        self.auditOutbox = SQLAuditOutbox(engine: engine)
     }
 
     /// Which engine holds the data: `sqlite` or `postgres`.

@@ -211,6 +211,12 @@ enum Migrations {
                 """,
                 "CREATE INDEX audit_outbox_recorded ON audit_outbox (recorded_at, digest)",
             ]),
+        Migration(
+            version: 9, name: "session-changes",
+            statements: [
+                "CREATE TABLE session_changes (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, at BIGINT NOT NULL)",
+                "CREATE INDEX session_changes_at ON session_changes (at)",
+            ]),
     ]
 
     /// Applies every migration not yet applied; returns the versions applied now.

@@ -5,7 +5,8 @@ import SQLKit
 
 /// The audit outbox in the database (distributed mode): events a follower recorded, under the SHA-256 of
 /// their bytes, as base64url text, until the leader's journal batch that holds them takes them out
-/// (`SQLAuditJournal.append`). On the audit journal's own connections, like the shared payloads.
+/// (`SQLAuditJournal.append`). An event recorded inside a store transaction goes in on that transaction's
+/// connection and commits with it; any other, on a connection of its own.
 public final class SQLAuditOutbox: AuditOutbox {
     let engine: any SQLEngine
     /// Orders the waiting entries only; the events carry their own times.
@@ -17,7 +18,7 @@ public final class SQLAuditOutbox: AuditOutbox {
         let digest = OutboxEntry.digest(of: entry)
         let encoded = Base64URL.encode(entry)
         let now = clock.now().millisecondsSinceEpoch
-        try await SQLTransaction.statement(engine, pinned: nil) { db in
+        try await SQLTransaction.statement(engine, pinned: SQLTransaction.open) { db in
             try await db.raw(
                 """
                 INSERT INTO audit_outbox (digest, recorded_at, entry) VALUES (\(bind: digest), \(bind: now), \
@@ -26,6 +27,8 @@ public final class SQLAuditOutbox: AuditOutbox {
             ).run()
         }
     }
+
+    public var joinsTransaction: Bool { SQLTransaction.open != nil }
 
     public func pending(limit: Int) async throws -> [OutboxEntry] {
         try await SQLTransaction.statement(engine, pinned: nil) { db in

@@ -87,6 +87,10 @@ enum BlockingBridge {
 /// The one way the SQL stores run statements: through their engine, or on the connection of the transaction
 /// they are bound to. Errors come out as `CaduceusError`s.
 enum SQLTransaction {
+    /// The connection of the transaction the current task runs in, if any: the audit outbox records a
+    /// follower's events on it, so that they commit with the change they describe.
+    @TaskLocal static var open: (any SQLDatabase)?
+
     /// Runs `body` on `pinned` (inside a transaction already) or on a connection of `engine`.
     static func statement<T: Sendable>(
         _ engine: any SQLEngine, pinned: (any SQLDatabase)?, _ body: @Sendable (any SQLDatabase) async throws -> T
@@ -119,7 +123,7 @@ enum SQLTransaction {
     ) async throws -> T {
         try await db.raw(SQLQueryString(begin)).run()
         do {
-            let result = try await body(db)
+            let result = try await $open.withValue(db) { try await body(db) }
             try await db.raw("COMMIT").run()
             return result
         } catch {

@@ -443,6 +443,35 @@ public final class SQLIdentityStore: IdentityStore {
         }
     }
 
+    // MARK: Session changes
+
+    public func recordSessionChange(of user: UserID, at time: Timestamp) async throws {
+        let id = RequestID.generate().rawValue
+        try await run { db in
+            try await db.raw(
+                """
+                INSERT INTO session_changes (id, user_id, at)
+                VALUES (\(bind: id), \(bind: user.rawValue), \(bind: time.millisecondsSinceEpoch))
+                """
+            ).run()
+            try await db.raw(
+                "DELETE FROM session_changes WHERE at < \(bind: time.millisecondsSinceEpoch - 3_600_000)"
+            ).run()
+        }
+    }
+
+    public func sessionChanges(since time: Timestamp) async throws -> [SessionChange] {
+        try await run { db in
+            try await db.raw(
+                "SELECT id, user_id FROM session_changes WHERE at >= \(bind: time.millisecondsSinceEpoch)"
+            ).all().map { row in
+                SessionChange(
+                    id: try row.decode(column: "id", as: String.self),
+                    user: UserID(unchecked: try row.decode(column: "user_id", as: String.self)))
+            }
+        }
+    }
+
     // MARK: Helpers
 
     private func page<T: Sendable>(

@@ -14,9 +14,9 @@ struct BenchScale: AsyncParsableCommand {
             Starts `caduceus serve` processes on scratch data directories and free loopback ports. Writes are \
             POST /v1/tenants by the bootstrap administrator (each one authenticated, stored and audited), driven \
             by wrk (Debian package 'wrk'). PostgreSQL runs need --postgres: a URL whose user may create \
-            databases (each run gets a new one). With two replicas the follower forwards its share to the leader. \
+            databases (each run gets a new one). With two replicas each answers its share itself (tenancy is answered by any replica). \
             Failover: two replicas, the leader killed with SIGKILL, and the time until the other one answers the \
-            API as the new leader, over --rounds rounds. Slurm (--slurm-socket, --slurm-node, SLURM_CONF set): \
+            leader's part of the API (GET /v1/nodes) as the new leader, over --rounds rounds. Slurm (--slurm-socket, --slurm-node, SLURM_CONF set): \
             --slurm-jobs one-GPU jobs submitted through Caduceus, timed until accepted, until in Slurm (squeue \
             lists them; a job waiting for GPUs waits there, held) and until completed; then as many plain \
             `sbatch --wrap true` from a shell loop, the reference.
@@ -167,7 +167,10 @@ struct BenchScale: AsyncParsableCommand {
     func failover(database: DatabaseURL, scratch: String) async throws -> Double {
         let servers = try ServeProcess.replicas(2, database: database, scratch: scratch)
         defer { servers.forEach { $0.stop() } }
-        let client = try APIClient(server: servers[1].url, token: nil, caCertificate: servers[1].data + "/tls/ca.pem")
+        let token = try await BenchAPI.adminSession(
+            url: servers[0].url, caCertificate: servers[0].data + "/tls/ca.pem",
+            bootstrapFile: servers[0].data + "/bootstrap-admin.json")
+        let client = try APIClient(server: servers[1].url, token: token, caCertificate: servers[1].data + "/tls/ca.pem")
         do {
             let seconds = try await takeover(servers, client)
             await client.shutdown()
@@ -179,16 +182,17 @@ struct BenchScale: AsyncParsableCommand {
     }
 
     private func takeover(_ servers: [ServeProcess], _ survivor: APIClient) async throws -> Double {
-        // The first replica started first and leads; the second answers by forwarding to it.
+        // The first replica started first and leads; the second answers the fleet by forwarding to it (and
+        // tenancy itself, so that does not tell who leads).
         let deadline = Date().addingTimeInterval(30)
-        while (try? await survivor.send(.GET, "/v1/openapi.json")) == nil {
+        while (try? await survivor.send(.GET, "/v1/nodes")) == nil {
             guard Date() < deadline else { throw CLIError("the follower never answered through the leader") }
             try await Task.sleep(for: .milliseconds(100))
         }
         servers[0].kill()
         let killed = Date()
         while Date().timeIntervalSince(killed) < 60 {
-            if (try? await survivor.send(.GET, "/v1/openapi.json")) != nil { return Date().timeIntervalSince(killed) }
+            if (try? await survivor.send(.GET, "/v1/nodes")) != nil { return Date().timeIntervalSince(killed) }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw CLIError("no replica took over within 60 s")

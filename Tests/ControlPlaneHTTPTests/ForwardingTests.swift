@@ -37,4 +37,26 @@ struct ForwardingTests {
             #expect(!addresses.contains("203.0.113.10") && !addresses.contains("203.0.113.11"), "\(addresses)")
         }
     }
+
+    @Test("a follower answers itself exactly the routes of APIRoutes.anyReplica; the rest goes to the leader")
+    func followerRoutes() {
+        let matcher = RouteMatcher(APIRoutes.anyReplica)
+        for (method, path) in [
+            (HTTPRequest.Method.get, "/v1/me"), (.post, "/v1/sessions"), (.delete, "/v1/sessions/current"),
+            (.post, "/v1/tenants"), (.get, "/v1/tenants/ten-123"), (.post, "/v1/users/usr-1/disable"),
+            (.delete, "/v1/role-bindings/rb-9"), (.post, "/v1/break-glass/bg-1/review"), (.get, "/v1/openapi.json"),
+        ] {
+            #expect(matcher.matches(method, path), "\(method) \(path)")
+        }
+        for (method, path) in [
+            (HTTPRequest.Method.get, "/metrics"), (.post, "/v1/jobs"), (.get, "/v1/nodes"), (.get, "/v1/datasets"),
+            (.put, "/v1/tenants"), (.get, "/v1/tenants/ten-1/extra"), (.get, "/v1"), (.get, "/v1/users/a/disable"),
+        ] {
+            #expect(!matcher.matches(method, path), "\(method) \(path)")
+        }
+        // Every route a follower answers is one of the API's, and needs nothing the leader alone runs.
+        let all = Set(APIRoutes.all.map { "\($0.method) \($0.path)" })
+        #expect(APIRoutes.anyReplica.allSatisfy { all.contains("\($0.method) \($0.path)") })
+        #expect(!APIRoutes.anyReplica.contains { $0.path.hasPrefix("/v1/jobs") || $0.path.hasPrefix("/v1/nodes") })
+    }
 }

@@ -2,6 +2,7 @@ import AuditLog
 import CaduceusCore
 import CaduceusTesting
 import ControlPlane
+import Crypto
 import Identity
 import Persistence
 import Testing
@@ -141,6 +142,49 @@ struct ControlPlaneTests {
             let (me, adminToken) = try await h.login("admin", "a much better password", secret: h.admin.totpSecret)
             try await h.plane.logout(me, token: adminToken)
             await #expect(throws: CaduceusError.self) { try await h.plane.authenticate(adminToken) }
+        }
+    }
+
+    @Test("two replicas over one database: neither logs off a session the other uses; changes reach both")
+    func sessionsAcrossReplicas() async throws {
+        try await Harness.with { h in
+            // A second control plane over the same database, as a second replica has.
+            let other = ControlPlane(
+                store: h.database.identity, fleet: h.database.fleet,
+                audit: AuditRecorder(trail: h.trail, clock: h.clock), clock: h.clock,
+                hasher: PasswordHasher(logN: 10),
+                totpBox: SecretBox(rootKey: SymmetricKey(size: .bits256), purpose: "t"),
+                settings: ControlPlaneSettings(sessions: try SessionRules(idleMinutes: 15)))
+            let admin = try await h.adminRequest()
+            let created = try await h.plane.createUser(admin, CreateUserRequest(name: "sam"))
+            let (_, token) = try await h.login(
+                "sam", try #require(created.initialPassword), secret: try #require(created.otpauthURI))
+            _ = try await other.authenticate(token)
+            // Used through the first replica only, for 40 minutes: the second's cached use is old, but the
+            // database's is not, and the second lets the session on.
+            for _ in 0..<10 {
+                h.clock.advance(seconds: 4 * 60)
+                _ = try await h.plane.authenticate(token)
+            }
+            _ = try await other.authenticate(token)
+            // Idle on both for longer than the timeout: ended.
+            h.clock.advance(seconds: 16 * 60)
+            await #expect(throws: CaduceusError.self) { try await other.authenticate(token) }
+
+            // A change on one replica reaches the other's cache through the changes it follows.
+            let (_, second) = try await h.login(
+                "sam", try #require(created.initialPassword), secret: try #require(created.otpauthURI))
+            _ = try await other.authenticate(second)
+            let following = Task { await other.followSessionChanges(every: .milliseconds(10)) }
+            defer { following.cancel() }
+            let freshAdmin = try await h.login("admin", "a much better password", secret: h.admin.totpSecret).0
+            _ = try await h.plane.setUserDisabled(freshAdmin, created.user.id, disabled: true)
+            var refused = false
+            for _ in 0..<200 where !refused {
+                refused = (try? await other.authenticate(second)) == nil
+                if !refused { try await Task.sleep(for: .milliseconds(10)) }
+            }
+            #expect(refused, "the other replica still accepts a disabled user's session")
         }
     }
 

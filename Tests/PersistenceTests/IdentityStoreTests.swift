@@ -158,4 +158,32 @@ struct IdentityStoreTests {
         #expect(try await second.identity.user(named: "alice") != nil)
         try await second.close()
     }
+
+    @Test(
+        "session changes are noted with their transaction, read back since a time, and pruned after an hour",
+        arguments: TestDatabase.engines)
+    func sessionChanges(engine: StoreEngine) async throws {
+        try await withStore(engine) { store in
+            let (alice, bob) = (user("alice"), user("bob"))
+            try await store.recordSessionChange(of: alice.id, at: now)
+            // A transaction that fails notes nothing.
+            await #expect(throws: CaduceusError.self) {
+                try await store.transaction { tx in
+                    try await tx.recordSessionChange(of: bob.id, at: now)
+                    throw CaduceusError(code: "test", message: "rolled back")
+                }
+            }
+            #expect(try await store.sessionChanges(since: now).map(\.user) == [alice.id])
+            try await store.transaction { tx in
+                try await tx.recordSessionChange(of: bob.id, at: now.adding(milliseconds: 5))
+            }
+            #expect(try await store.sessionChanges(since: now.adding(milliseconds: 1)).map(\.user) == [bob.id])
+            let both = try await store.sessionChanges(since: now)
+            #expect(Set(both.map(\.user)) == [alice.id, bob.id] && Set(both.map(\.id)).count == 2)
+            // An hour later, the old notes go.
+            let later = now.adding(milliseconds: 3_600_010)
+            try await store.recordSessionChange(of: bob.id, at: later)
+            #expect(try await store.sessionChanges(since: now).count == 1)
+        }
+    }
 }
