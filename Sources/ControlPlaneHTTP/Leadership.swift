@@ -294,13 +294,15 @@ struct OutboxDrain: Service {
     let payloads: any SharedPayloads
     let logger: Logger
     var interval: Duration = .milliseconds(100)
+    /// The most entries one drain takes.
+    static let page = 512
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
             var failing = false
             while !Task.isCancelled {
                 do {
-                    let (appended, refused) = try await trail.drain(outbox, payloads: payloads)
+                    let (appended, refused) = try await trail.drain(outbox, payloads: payloads, limit: Self.page)
                     for entry in refused {
                         logger.error(
                             "the audit outbox held something that is not an audit event; it was taken out",
@@ -308,8 +310,9 @@ struct OutboxDrain: Service {
                     }
                     if failing { logger.notice("the audit outbox drains again") }
                     failing = false
-                    // A full page: more may wait.
-                    if appended + refused.count > 0 { continue }
+                    // A full page: more may wait. Otherwise what arrives meanwhile goes in together, in
+                    // fewer, larger batches and with fewer reads of the outbox.
+                    if appended + refused.count >= OutboxDrain.page { continue }
                 } catch {
                     if !failing {
                         logger.warning("cannot drain the audit outbox", metadata: ["error": "\(error)"])

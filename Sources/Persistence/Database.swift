@@ -116,11 +116,23 @@ public final class Database: Sendable {
     /// Creates the empty database `name` (letters, digits and `_`) on the server `url` names, connecting to
     /// `url`'s own database to do it; its user must be allowed to create databases.
     public static func createPostgresDatabase(named name: String, on url: DatabaseURL) async throws {
+        try await administer("CREATE DATABASE", name, on: url)
+    }
+
+    /// Drops the PostgreSQL database `name` (letters, digits and `_` only) on the server `url` names, closing
+    /// what connections to it remain.
+    public static func dropPostgresDatabase(named name: String, on url: DatabaseURL) async throws {
+        try await administer("DROP DATABASE IF EXISTS", name, on: url, suffix: " WITH (FORCE)")
+    }
+
+    private static func administer(
+        _ command: String, _ name: String, on url: DatabaseURL, suffix: String = ""
+    ) async throws {
         try checkName(name)
         let engine = PostgresEngine(
             configuration: try url.connectionConfiguration(), poolSize: 1, logger: Logger(label: "caduceus.db"))
         do {
-            let statement = "CREATE DATABASE \"" + name + "\""
+            let statement = command + " \"" + name + "\"" + suffix
             try await engine.statement { db in try await db.raw(SQLQueryString(statement)).run() }
             try await engine.close()
         } catch {
@@ -154,6 +166,16 @@ public final class Database: Sendable {
             }
         } catch {
             throw SQLErrors.translate(error)
+        }
+    }
+
+    /// The names of the databases on this PostgreSQL server.
+    @_spi(Testing) public func databaseNames() async throws -> Set<String> {
+        try await engine.statement { db in
+            Set(
+                try await db.raw("SELECT datname FROM pg_database").all().map {
+                    try $0.decode(column: "datname", as: String.self)
+                })
         }
     }
 

@@ -72,21 +72,30 @@ struct BenchScale: AsyncParsableCommand {
             return
         }
         let admin = try DatabaseURL(postgres)
-        let one = try await writes(
-            replicas: 1, database: try await Self.freshDatabase(admin), scratch: scratch + "/pg1", wrk: wrk,
-            script: script)
+        let one = try await Self.withFreshDatabase(admin) { database in
+            try await writes(replicas: 1, database: database, scratch: scratch + "/pg1", wrk: wrk, script: script)
+        }
         fields += Self.fields("postgresOneReplica", one)
-        let two = try await writes(
-            replicas: 2, database: try await Self.freshDatabase(admin), scratch: scratch + "/pg2", wrk: wrk,
-            script: script)
+        let two = try await Self.withFreshDatabase(admin) { database in
+            try await writes(replicas: 2, database: database, scratch: scratch + "/pg2", wrk: wrk, script: script)
+        }
         fields += Self.fields("postgresTwoReplicas", two)
         fields.append(("postgresOverSqlite", BenchAPI.number(one.requestsPerSecond / max(1, sqlite.requestsPerSecond))))
         fields.append(("twoOverOneReplica", BenchAPI.number(two.requestsPerSecond / max(1, one.requestsPerSecond))))
+        // What each machine would carry with the replicas on machines of their own: the busiest replica's CPU
+        // per write, against the one replica's.
+        fields.append(
+            (
+                "twoOverOneBusiestReplicaCpuPerWrite",
+                BenchAPI.number(two.busiestCPUPerWrite / max(0.001, one.busiestCPUPerWrite))
+            ))
 
         var takeovers: [Double] = []
         for round in 0..<rounds {
             takeovers.append(
-                try await failover(database: try await Self.freshDatabase(admin), scratch: scratch + "/fo\(round)"))
+                try await Self.withFreshDatabase(admin) { database in
+                    try await failover(database: database, scratch: scratch + "/fo\(round)")
+                })
         }
         let sorted = takeovers.sorted()
         fields.append(("failoverRounds", "\(rounds)"))
@@ -113,6 +122,20 @@ struct BenchScale: AsyncParsableCommand {
         end
         """
 
+    /// A write run's figures, with what each replica's process spent on the CPU meanwhile.
+    struct Writes {
+        var figures: BenchAPI.Figures
+        /// Each replica's user and system CPU seconds during the run.
+        var cpuSeconds: [Double]
+
+        var requestsPerSecond: Double { figures.requestsPerSecond }
+
+        /// The busiest replica's CPU milliseconds per write of all replicas.
+        var busiestCPUPerWrite: Double {
+            (cpuSeconds.max() ?? 0) * 1000 / Double(max(1, figures.requests))
+        }
+    }
+
     static func fields(_ name: String, _ figures: BenchAPI.Figures) -> [(String, String)] {
         [
             (name + "WritesPerSecond", BenchAPI.number(figures.requestsPerSecond)),
@@ -122,19 +145,34 @@ struct BenchScale: AsyncParsableCommand {
         ]
     }
 
-    static func freshDatabase(_ admin: DatabaseURL) async throws -> DatabaseURL {
+    static func fields(_ name: String, _ writes: Writes) -> [(String, String)] {
+        fields(name, writes.figures) + [
+            (name + "CpuSeconds", "[" + writes.cpuSeconds.map(BenchAPI.number).joined(separator: ",") + "]"),
+            (name + "BusiestReplicaCpuMillisecondsPerWrite", BenchAPI.number(writes.busiestCPUPerWrite)),
+        ]
+    }
+
+    /// Runs `body` on a new database of the server `admin` names, and drops that database afterwards.
+    static func withFreshDatabase<T>(_ admin: DatabaseURL, _ body: (DatabaseURL) async throws -> T) async throws -> T {
         let name = "caduceus_bench_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         try await Database.createPostgresDatabase(named: name, on: admin)
         var url = admin
         url.database = name
-        return url
+        do {
+            let result = try await body(url)
+            try await Database.dropPostgresDatabase(named: name, on: admin)
+            return result
+        } catch {
+            try? await Database.dropPostgresDatabase(named: name, on: admin)
+            throw error
+        }
     }
 
     /// Starts `replicas` servers on one database and drives writes at all of them at once; the figures are
     /// summed (requests per second) or the worst (latency).
     func writes(
         replicas: Int, database: DatabaseURL?, scratch: String, wrk: String, script: String
-    ) async throws -> BenchAPI.Figures {
+    ) async throws -> Writes {
         let servers = try ServeProcess.replicas(replicas, database: database, scratch: scratch)
         defer { servers.forEach { $0.stop() } }
         let first = servers[0]
@@ -142,6 +180,7 @@ struct BenchScale: AsyncParsableCommand {
             url: first.url, caCertificate: first.data + "/tls/ca.pem",
             bootstrapFile: first.data + "/bootstrap-admin.json")
         let (connections, duration) = (self.connections, self.duration)
+        let cpuBefore = servers.map(\.cpuSeconds)
         let results = try await withThrowingTaskGroup(of: BenchAPI.Figures.self) { group in
             for url in servers.map(\.url) {
                 let prefix = "b" + UUID().uuidString.lowercased().prefix(12).filter { $0 != "-" }
@@ -157,10 +196,13 @@ struct BenchScale: AsyncParsableCommand {
         guard errors * 100 <= max(1, results.map(\.requests).reduce(0, +)) else {
             throw CLIError("\(errors) of the writes failed: the figures would not be of successful writes")
         }
-        return BenchAPI.Figures(
-            requestsPerSecond: results.map(\.requestsPerSecond).reduce(0, +), p50: results.map(\.p50).max() ?? 0,
-            p99: results.map(\.p99).max() ?? 0, requests: results.map(\.requests).reduce(0, +),
-            errors: results.map(\.errors).reduce(0, +))
+        let cpu = zip(servers, cpuBefore).map { $0.cpuSeconds - $1 }
+        return Writes(
+            figures: BenchAPI.Figures(
+                requestsPerSecond: results.map(\.requestsPerSecond).reduce(0, +), p50: results.map(\.p50).max() ?? 0,
+                p99: results.map(\.p99).max() ?? 0, requests: results.map(\.requests).reduce(0, +),
+                errors: results.map(\.errors).reduce(0, +)),
+            cpuSeconds: cpu)
     }
 
     /// Two replicas; the leader is killed; seconds until the other one answers the API as the new leader.
@@ -260,6 +302,17 @@ final class ServeProcess {
             throw error
         }
         return servers
+    }
+
+    /// The user and system CPU seconds this process has used so far (`/proc/PID/stat`), 0 once it is gone.
+    var cpuSeconds: Double {
+        guard let text = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+            let end = text.lastIndex(of: ")")
+        else { return 0 }
+        // After the command name: state is field 3; utime and stime are fields 14 and 15.
+        let fields = text[text.index(after: end)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     func kill() {

@@ -1,4 +1,6 @@
+import CaduceusTesting
 import Foundation
+@_spi(Testing) import Persistence
 import Testing
 
 @testable import caduceus
@@ -64,5 +66,45 @@ struct BenchAPITests {
         #expect(serverP50 > 0 && serverP50 <= serverP99)
         let rounds = try #require(report["meRounds"] as? [[String: Any]])
         #expect(rounds.count == 1 && rounds[0]["serverP99Milliseconds"] as? Double == serverP99)
+    }
+
+    @Test(
+        "bench scale prints writes on both engines, each replica's CPU, and a failover that waited for the lease",
+        .enabled(if: BenchAPI.which("wrk") != nil && TestDatabase.engines.contains(.postgres)))
+    func scalePrintsFigures() async throws {
+        let url = try TestDatabase.serverURL()
+        let before = try await Self.benchDatabases(url)
+        var bare = url
+        bare.password = nil
+        let result = try CLI.run(
+            ["bench", "scale", "--duration", "2", "--connections", "4", "--rounds", "1", "--postgres", bare.redacted],
+            environment: ["PGPASSWORD": url.password ?? ""])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any])
+        for run in ["sqliteOneReplica", "postgresOneReplica", "postgresTwoReplicas"] {
+            #expect(
+                (report[run + "WritesPerSecond"] as? Double ?? 0) > 0 && report[run + "Errors"] as? Int == 0, "\(run)")
+            let cpu = try #require(report[run + "CpuSeconds"] as? [Double], "\(run)")
+            #expect(cpu.count == (run == "postgresTwoReplicas" ? 2 : 1) && cpu.allSatisfy { $0 > 0 }, "\(run): \(cpu)")
+        }
+        // Both replicas did writes' work, not the leader alone: the busiest carried less per write than one.
+        #expect((report["twoOverOneBusiestReplicaCpuPerWrite"] as? Double ?? 9) < 1)
+        // The survivor answers the leader's part of the API only once it leads: after the 6 s lease.
+        let failover = try #require(report["failoverMaxSeconds"] as? Double)
+        #expect(failover > 5 && failover < 20, "\(failover) s")
+        // Every database the run made is gone.
+        #expect(try await Self.benchDatabases(url) == before)
+    }
+
+    static func benchDatabases(_ url: DatabaseURL) async throws -> Set<String> {
+        let database = try await Database.openPostgres(url)
+        do {
+            let names = try await database.databaseNames().filter { $0.hasPrefix("caduceus_bench_") }
+            try await database.close()
+            return names
+        } catch {
+            try? await database.close()
+            throw error
+        }
     }
 }
