@@ -66,14 +66,8 @@ public struct OutboxRecorder: AuditSink {
 
     public func append(_ event: AuditEvent, details: JSONValue?) async throws {
         var event = event
-        if let details {
-            guard event.payload == nil else {
-                throw CaduceusError(
-                    code: "audit.event.malformed", message: "an event with details may not name a payload")
-            }
-            let (commitment, sealed) = try sealer.seal(try CanonicalJSON.encode(details))
+        if let (commitment, sealed) = try sealer.seal(details, for: &event) {
             try await payloads.put(commitment, sealed: sealed)
-            event.payload = commitment
         }
         try await outbox.put(try event.canonicalEntry())
     }

@@ -26,15 +26,9 @@ public final class AuditTrail: Sendable {
     /// commits to it; the returned index is durable and covered by a signed checkpoint.
     public func record(_ event: AuditEvent, details: JSONValue? = nil) async throws -> UInt64 {
         var event = event
-        if let details {
-            guard event.payload == nil else {
-                throw CaduceusError(
-                    code: "audit.event.malformed", message: "an event with details may not name a payload")
-            }
-            let (commitment, sealed) = try payloads.seal(try CanonicalJSON.encode(details))
+        if let (commitment, sealed) = try payloads.seal(details, for: &event) {
             try await sharedPayloads?.put(commitment, sealed: sealed)
             try payloads.store(commitment, sealed: sealed)
-            event.payload = commitment
         }
         return try await log.append(try event.canonicalEntry())
     }

@@ -45,6 +45,20 @@ public struct PayloadStore: Sendable {
         return (commitment, Array(combined))
     }
 
+    /// Seals `details`, if any, for `event`, which then commits to them: the commitment and the sealed bytes,
+    /// stored nowhere yet. Throws when `event` names a payload already.
+    public func seal(
+        _ details: JSONValue?, for event: inout AuditEvent
+    ) throws -> (commitment: String, sealed: [UInt8])? {
+        guard let details else { return nil }
+        guard event.payload == nil else {
+            throw CaduceusError(code: "audit.event.malformed", message: "an event with details may not name a payload")
+        }
+        let sealed = try seal(try CanonicalJSON.encode(details))
+        event.payload = sealed.commitment
+        return sealed
+    }
+
     /// Durably stores sealed bytes (from `seal`, here or on another replica) under their commitment.
     public func store(_ commitment: String, sealed: [UInt8]) throws {
         guard Self.isCommitment(commitment) else {

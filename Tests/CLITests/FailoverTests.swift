@@ -65,6 +65,26 @@ struct FailoverTests {
         return thread
     }
 
+    /// Runs `body` with two replicas on a new PostgreSQL database, the first one leading, in folders `a` and
+    /// `b` of `scratch`; stops both afterwards.
+    static func withTwoReplicas(
+        _ body: (_ leader: TestServer, _ follower: TestServer, _ scratch: Scratch) async throws -> Void
+    ) async throws {
+        let url = try await TestDatabase.createPostgresDatabase()
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let arguments = ["--database", "postgres://\(url.user)@\(url.host):\(url.port)/\(url.database)"]
+        let environment = ["PGPASSWORD": url.password ?? ""]
+        let leader = try TestServer(data: scratch.path + "/a", environment: environment, arguments: arguments)
+        let follower = try Self.follower(
+            of: leader, data: scratch.path + "/b", environment: environment, arguments: arguments)
+        defer {
+            leader.stop()
+            follower.stop()
+        }
+        try await body(leader, follower, scratch)
+    }
+
     /// A second replica in `data`, with the keys and CA of `leader`'s data directory.
     static func follower(
         of leader: TestServer, data: String, environment: [String: String], arguments: [String]
@@ -78,135 +98,116 @@ struct FailoverTests {
 
     @Test("a follower audits what it refuses while no leader answers; the next leader appends each event once")
     func followerRefusalsAudited() async throws {
-        let url = try await TestDatabase.createPostgresDatabase()
-        let scratch = try Scratch()
-        defer { scratch.remove() }
-        let arguments = ["--database", "postgres://\(url.user)@\(url.host):\(url.port)/\(url.database)"]
-        let environment = ["PGPASSWORD": url.password ?? ""]
-        let leader = try TestServer(data: scratch.path + "/a", environment: environment, arguments: arguments)
-        let follower = try Self.follower(
-            of: leader, data: scratch.path + "/b", environment: environment, arguments: arguments)
-        defer {
-            leader.stop()
-            follower.stop()
-        }
-        // Forwarded (once the follower has seen where the leader listens; the fleet is the leader's): the
-        // leader refuses a request without credentials, and audits it itself.
-        let started = Date()
-        while Date().timeIntervalSince(started) < 30, (try? follower.get("/v1/nodes"))?.0 != 401 { usleep(100_000) }
-        #expect(try follower.get("/v1/nodes").0 == 401)
-        leader.kill()
-        // Until the dead leader's lease runs out the follower still names it, cannot reach it, and refuses.
-        var refusals: [String] = []
-        for path in ["/v1/nodes", "/v1/jobs"] {
-            let (status, body) = try follower.get(path)
-            #expect(status == 503, "\(body)")
-            let error = (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])?["error"]
-            refusals.append(try #require((error as? [String: Any])?["requestId"] as? String, "\(body)"))
-        }
-        // It takes the lead, answers the API itself, and appends what it recorded in the outbox meanwhile.
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline, (try? follower.get("/v1/nodes"))?.0 != 401 { usleep(100_000) }
-        #expect(try follower.get("/v1/nodes").0 == 401, "the follower never took the lead")
-        usleep(1_000_000)
-        follower.stop()
-
-        let log = scratch.path + "/b/audit"
-        let verify = try CLI.run(["audit", "verify", "--log", log, "--vkey", scratch.path + "/b/keys/audit.vkey"])
-        #expect(verify.status == 0, "\(verify.stderr)")
-        let events = try CLI.run(["audit", "export", "--log", log, "--format", "jsonl"]).text
-            .split(separator: "\n").compactMap { line in
-                try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        try await Self.withTwoReplicas { leader, follower, scratch in
+            // Forwarded (once the follower has seen where the leader listens; the fleet is the leader's): the
+            // leader refuses a request without credentials, and audits it itself.
+            let started = Date()
+            while Date().timeIntervalSince(started) < 30, (try? follower.get("/v1/nodes"))?.0 != 401 { usleep(100_000) }
+            #expect(try follower.get("/v1/nodes").0 == 401)
+            leader.kill()
+            // Until the dead leader's lease runs out the follower still names it, cannot reach it, and refuses.
+            var refusals: [String] = []
+            for path in ["/v1/nodes", "/v1/jobs"] {
+                let (status, body) = try follower.get(path)
+                #expect(status == 503, "\(body)")
+                let error = (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])?["error"]
+                refusals.append(try #require((error as? [String: Any])?["requestId"] as? String, "\(body)"))
             }
-        for (requestID, route) in zip(refusals, ["v1.nodes", "v1.jobs"]) {
-            let matching = events.filter { $0["requestId"] as? String == requestID }
-            #expect(matching.count == 1, "\(requestID): \(matching.count) events")
-            let event = try #require(matching.first)
-            #expect(event["outcome"] as? String == "error" && event["action"] as? String == "http.get")
-            #expect((event["resource"] as? [String: Any])?["id"] as? String == route)
-            #expect((event["actor"] as? [String: Any])?["id"] as? String == "anonymous")
-            #expect(event["sourceAddress"] as? String == "127.0.0.1")
+            // It takes the lead, answers the API itself, and appends what it recorded in the outbox meanwhile.
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline, (try? follower.get("/v1/nodes"))?.0 != 401 { usleep(100_000) }
+            #expect(try follower.get("/v1/nodes").0 == 401, "the follower never took the lead")
+            usleep(1_000_000)
+            follower.stop()
+
+            let log = scratch.path + "/b/audit"
+            let verify = try CLI.run(["audit", "verify", "--log", log, "--vkey", scratch.path + "/b/keys/audit.vkey"])
+            #expect(verify.status == 0, "\(verify.stderr)")
+            let events = try CLI.run(["audit", "export", "--log", log, "--format", "jsonl"]).text
+                .split(separator: "\n").compactMap { line in
+                    try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                }
+            for (requestID, route) in zip(refusals, ["v1.nodes", "v1.jobs"]) {
+                let matching = events.filter { $0["requestId"] as? String == requestID }
+                #expect(matching.count == 1, "\(requestID): \(matching.count) events")
+                let event = try #require(matching.first)
+                #expect(event["outcome"] as? String == "error" && event["action"] as? String == "http.get")
+                #expect((event["resource"] as? [String: Any])?["id"] as? String == route)
+                #expect((event["actor"] as? [String: Any])?["id"] as? String == "anonymous")
+                #expect(event["sourceAddress"] as? String == "127.0.0.1")
+            }
         }
     }
 
     @Test("a follower answers accounts and tenancy itself; each replica's changes reach the other's sessions")
     func followerAnswersItself() async throws {
-        let url = try await TestDatabase.createPostgresDatabase()
-        let scratch = try Scratch()
-        defer { scratch.remove() }
-        let arguments = ["--database", "postgres://\(url.user)@\(url.host):\(url.port)/\(url.database)"]
-        let environment = ["PGPASSWORD": url.password ?? ""]
-        let leader = try TestServer(data: scratch.path + "/a", environment: environment, arguments: arguments)
-        let follower = try Self.follower(
-            of: leader, data: scratch.path + "/b", environment: environment, arguments: arguments)
-        defer {
-            leader.stop()
+        try await Self.withTwoReplicas { leader, follower, scratch in
+            let viaLeader = CLISession(scratch: scratch, server: leader)
+            let viaFollower = CLISession(scratch: scratch, server: follower)
+            // The bootstrap administrator logs in through the follower, which creates tenancy and people itself.
+            let bootstrap = try #require(
+                try JSONSerialization.jsonObject(
+                    with: Data(contentsOf: URL(fileURLWithPath: leader.data + "/bootstrap-admin.json")))
+                    as? [String: Any])
+            try viaFollower.logIn(
+                "admin", password: try #require(bootstrap["password"] as? String),
+                secret: try #require(bootstrap["totpSecret"] as? String))
+            let tenant = try viaFollower.id(["tenant", "create", "st-marys"], as: "admin")
+            let project = try viaFollower.id(["project", "create", "--tenant", tenant, "radiology"], as: "admin")
+            try viaFollower.person("rita", role: "researcher", scope: "project:\(tenant)/\(project)")
+            #expect(try viaLeader.json(["tenant", "show", tenant], as: "admin")["name"] as? String == "st-marys")
+
+            // Disabled through the leader: the follower, which holds rita's session in its cache, refuses it
+            // within its 50 ms follow interval.
+            #expect(try viaFollower.run(["whoami"], as: "rita").status == 0)
+            let rita = try #require(
+                (try viaLeader.json(["user", "list"], as: "admin")["items"] as? [[String: Any]])?
+                    .first { $0["name"] as? String == "rita" }?["id"] as? String)
+            #expect(try viaLeader.run(["user", "disable", rita], as: "admin").status == 0)
+            let disabledAt = Date()
+            var refused = false
+            while !refused && Date().timeIntervalSince(disabledAt) < 5 {
+                refused = try viaFollower.run(["whoami"], as: "rita").status != 0
+            }
+            #expect(refused && Date().timeIntervalSince(disabledAt) < 1, "\(Date().timeIntervalSince(disabledAt)) s")
+            // A role revoked through the follower narrows what the leader lets tara do.
+            try viaFollower.person("tara", role: "tenant-admin", scope: "tenant:\(tenant)")
+            #expect(try viaLeader.run(["project", "list", "--tenant", tenant], as: "tara").status == 0)
+            let binding = try #require(
+                (try viaLeader.json(["role", "list"], as: "admin")["items"] as? [[String: Any]])?
+                    .first { $0["role"] as? String == "tenant-admin" }?["id"] as? String)
+            #expect(try viaFollower.run(["role", "revoke", binding], as: "admin").status == 0)
+            let revokedAt = Date()
+            var narrowed = false
+            while !narrowed && Date().timeIntervalSince(revokedAt) < 5 {
+                narrowed = try viaLeader.run(["project", "list", "--tenant", tenant], as: "tara").status != 0
+            }
+            #expect(narrowed && Date().timeIntervalSince(revokedAt) < 1, "\(Date().timeIntervalSince(revokedAt)) s")
+
+            // With the leader gone, the follower still answers what it answers itself; the rest it refuses.
+            leader.kill()
+            #expect(try viaFollower.run(["tenant", "list"], as: "admin").status == 0)
+            #expect(try viaFollower.run(["node", "list"], as: "admin").status != 0)
+            // It takes the lead and appends what it recorded meanwhile: each event once, in one verified log.
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline, (try? viaFollower.run(["node", "list"], as: "admin"))?.status != 0 {
+                usleep(100_000)
+            }
+            usleep(1_000_000)
             follower.stop()
+            let events = try viaFollower.verifiedAuditEvents().split(separator: "\n").compactMap { line in
+                try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            }
+            func count(_ action: String, _ id: String) -> Int {
+                events.filter {
+                    $0["action"] as? String == action && ($0["resource"] as? [String: Any])?["id"] as? String == id
+                        && $0["outcome"] as? String == "success"
+                }.count
+            }
+            #expect(count("tenant.create", tenant) == 1 && count("project.create", project) == 1)
+            #expect(count("user.disable", rita) == 1 && count("role.revoke", binding) == 1)
+            #expect(events.filter { $0["action"] as? String == "tenant.list" }.count >= 1)
         }
-        let viaLeader = CLISession(scratch: scratch, server: leader)
-        let viaFollower = CLISession(scratch: scratch, server: follower)
-        // The bootstrap administrator logs in through the follower, which creates tenancy and people itself.
-        let bootstrap = try #require(
-            try JSONSerialization.jsonObject(
-                with: Data(contentsOf: URL(fileURLWithPath: leader.data + "/bootstrap-admin.json"))) as? [String: Any])
-        try viaFollower.logIn(
-            "admin", password: try #require(bootstrap["password"] as? String),
-            secret: try #require(bootstrap["totpSecret"] as? String))
-        let tenant = try viaFollower.id(["tenant", "create", "st-marys"], as: "admin")
-        let project = try viaFollower.id(["project", "create", "--tenant", tenant, "radiology"], as: "admin")
-        try viaFollower.person("rita", role: "researcher", scope: "project:\(tenant)/\(project)")
-        #expect(try viaLeader.json(["tenant", "show", tenant], as: "admin")["name"] as? String == "st-marys")
-
-        // Disabled through the leader: the follower, which holds rita's session in its cache, refuses it
-        // within its 50 ms follow interval.
-        #expect(try viaFollower.run(["whoami"], as: "rita").status == 0)
-        let rita = try #require(
-            (try viaLeader.json(["user", "list"], as: "admin")["items"] as? [[String: Any]])?
-                .first { $0["name"] as? String == "rita" }?["id"] as? String)
-        #expect(try viaLeader.run(["user", "disable", rita], as: "admin").status == 0)
-        let disabledAt = Date()
-        var refused = false
-        while !refused && Date().timeIntervalSince(disabledAt) < 5 {
-            refused = try viaFollower.run(["whoami"], as: "rita").status != 0
-        }
-        #expect(refused && Date().timeIntervalSince(disabledAt) < 1, "\(Date().timeIntervalSince(disabledAt)) s")
-        // A role revoked through the follower narrows what the leader lets tara do.
-        try viaFollower.person("tara", role: "tenant-admin", scope: "tenant:\(tenant)")
-        #expect(try viaLeader.run(["project", "list", "--tenant", tenant], as: "tara").status == 0)
-        let binding = try #require(
-            (try viaLeader.json(["role", "list"], as: "admin")["items"] as? [[String: Any]])?
-                .first { $0["role"] as? String == "tenant-admin" }?["id"] as? String)
-        #expect(try viaFollower.run(["role", "revoke", binding], as: "admin").status == 0)
-        let revokedAt = Date()
-        var narrowed = false
-        while !narrowed && Date().timeIntervalSince(revokedAt) < 5 {
-            narrowed = try viaLeader.run(["project", "list", "--tenant", tenant], as: "tara").status != 0
-        }
-        #expect(narrowed && Date().timeIntervalSince(revokedAt) < 1, "\(Date().timeIntervalSince(revokedAt)) s")
-
-        // With the leader gone, the follower still answers what it answers itself; the rest it refuses.
-        leader.kill()
-        #expect(try viaFollower.run(["tenant", "list"], as: "admin").status == 0)
-        #expect(try viaFollower.run(["node", "list"], as: "admin").status != 0)
-        // It takes the lead and appends what it recorded meanwhile: each event once, in one verified log.
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline, (try? viaFollower.run(["node", "list"], as: "admin"))?.status != 0 {
-            usleep(100_000)
-        }
-        usleep(1_000_000)
-        follower.stop()
-        let events = try viaFollower.verifiedAuditEvents().split(separator: "\n").compactMap { line in
-            try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
-        }
-        func count(_ action: String, _ id: String) -> Int {
-            events.filter {
-                $0["action"] as? String == action && ($0["resource"] as? [String: Any])?["id"] as? String == id
-                    && $0["outcome"] as? String == "success"
-            }.count
-        }
-        #expect(count("tenant.create", tenant) == 1 && count("project.create", project) == 1)
-        #expect(count("user.disable", rita) == 1 && count("role.revoke", binding) == 1)
-        #expect(events.filter { $0["action"] as? String == "tenant.list" }.count >= 1)
     }
 
     @Test("10 rounds of SIGKILL to the leader under load: nothing acknowledged lost, nothing run twice")

@@ -175,15 +175,23 @@ struct ControlPlaneTests {
             let (_, second) = try await h.login(
                 "sam", try #require(created.initialPassword), secret: try #require(created.otpauthURI))
             _ = try await other.authenticate(second)
-            let following = Task { await other.followSessionChanges(every: .milliseconds(10)) }
-            defer { following.cancel() }
             let freshAdmin = try await h.login("admin", "a much better password", secret: h.admin.totpSecret).0
-            _ = try await h.plane.setUserDisabled(freshAdmin, created.user.id, disabled: true)
+            // Followed until the harness closes the database: the task ends first.
+            let following = Task { await other.followSessionChanges(every: .milliseconds(10)) }
+            var failure: (any Error)?
+            do {
+                _ = try await h.plane.setUserDisabled(freshAdmin, created.user.id, disabled: true)
+            } catch {
+                failure = error
+            }
             var refused = false
             for _ in 0..<200 where !refused {
                 refused = (try? await other.authenticate(second)) == nil
-                if !refused { try await Task.sleep(for: .milliseconds(10)) }
+                if !refused { try? await Task.sleep(for: .milliseconds(10)) }
             }
+            following.cancel()
+            await following.value
+            if let failure { throw failure }
             #expect(refused, "the other replica still accepts a disabled user's session")
         }
     }
