@@ -140,8 +140,8 @@ extension ControlPlane {
 
     /// Follows, until the calling task is cancelled, the changes to accounts' sessions, tokens, roles and
     /// grants that any replica makes (`recordSessionChange`), and drops what this replica's cache holds of
-    /// those accounts, every `interval`. While it cannot read them it keeps the cache empty, so that every
-    /// request is checked against the database.
+    /// those accounts, every `interval`. While it cannot read them it empties the whole cache at every
+    /// attempt, so that requests are checked against the database.
     public func followSessionChanges(every interval: Duration = .milliseconds(50)) async {
         var seen: Set<String> = []
         var failing = false
