@@ -138,14 +138,16 @@ extension ControlPlane {
     /// a session in use for idleness.
     var persistInterval: Int64 { min(60_000, Int64(settings.sessions.idleMinutes) * 15_000) }
 
-    /// Follows, until the calling task is cancelled, the changes to accounts' sessions, tokens, roles and
+    /// Follows, until the calling task is cancelled or `needed` says no more, the changes to accounts' sessions, tokens, roles and
     /// grants that any replica makes (`recordSessionChange`), and drops what this replica's cache holds of
     /// those accounts, every `interval`. While it cannot read them it empties the whole cache at every
     /// attempt, so that requests are checked against the database.
-    public func followSessionChanges(every interval: Duration = .milliseconds(50)) async {
+    public func followSessionChanges(
+        every interval: Duration = .milliseconds(50), while needed: @Sendable () -> Bool = { true }
+    ) async {
         var seen: Set<String> = []
         var failing = false
-        while !Task.isCancelled {
+        while !Task.isCancelled && needed() {
             do {
                 // A change commits after the time it notes: a minute's overlap catches the slow ones.
                 let changes = try await store.sessionChanges(since: now.adding(milliseconds: -60_000))

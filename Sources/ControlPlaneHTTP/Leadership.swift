@@ -325,11 +325,15 @@ struct OutboxDrain: Service {
     }
 }
 
-/// Keeps a control plane's session cache in step with the changes other replicas make.
+/// Keeps a control plane's session cache in step with the changes other replicas make, for as long as
+/// `needed` says (a follower's, until it leads).
 struct SessionChangesService: Service {
     let plane: ControlPlane
+    var needed: @Sendable () -> Bool = { true }
 
     func run() async throws {
-        await cancelWhenGracefulShutdown { await plane.followSessionChanges() }
+        await cancelWhenGracefulShutdown { await plane.followSessionChanges(while: needed) }
+        // A service that ends stops the whole group: once no longer needed, it waits for the shutdown.
+        try? await gracefulShutdown()
     }
 }

@@ -132,7 +132,9 @@ public enum CaduceusServer {
         let group = ServiceGroup(
             configuration: .init(
                 services: [app, replica, LeaderService(replica: replica, leadership: leadership)]
-                    + (followerPlane.map { [SessionChangesService(plane: $0)] } ?? []),
+                    + (followerPlane.map {
+                        [SessionChangesService(plane: $0, needed: { !leadership.isLeading })]
+                    } ?? []),
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         var failure: (any Error)?
         do {
