@@ -43,8 +43,9 @@ final class ReplicaResponder: Sendable {
     private let followerRoutes = RouteMatcher(APIRoutes.anyReplica)
     private let forwarder: LeaderForwarder?
     private let readiness: CaduceusServer.Readiness
-    /// Where a follower records the requests it answers itself (refused, with no leader to forward to): the
-    /// audit outbox, which the next leader appends to the log.
+    /// Where a follower records the requests it refuses because it cannot forward them (no leader, or none
+    /// that answers): the audit outbox, which the next leader appends to the log. (The routes it answers
+    /// itself are audited by its own router, through the same outbox.)
     private let audit: AuditRecorder?
     private let logger: Logger
 
@@ -86,8 +87,8 @@ final class ReplicaResponder: Sendable {
         }
     }
 
-    /// Audits a request this follower answered itself. The answer is a refusal either way, so an audit
-    /// failure changes nothing but the log.
+    /// Audits a request this follower refused because it could not forward it. The answer is a refusal
+    /// either way, so an audit failure changes nothing but the log.
     private func record(_ request: Request, _ context: APIContext, status: Int) async {
         guard let audit else { return }
         do {
