@@ -15,6 +15,9 @@ struct BenchScale: AsyncParsableCommand {
             POST /v1/tenants by the bootstrap administrator (each one authenticated, stored and audited), driven \
             by wrk (Debian package 'wrk'). PostgreSQL runs need --postgres: a URL whose user may create \
             databases (each run gets a new one). With two replicas each answers its share itself (tenancy is answered by any replica). \
+            The three write runs are repeated for --write-rounds rounds, in reverse order every other round; each \
+            figure is the median over the rounds, each ratio the median of the rounds' ratios, and every round's \
+            figures are printed too. \
             Failover: two replicas, the leader killed with SIGKILL, and the time until the other one answers the \
             leader's part of the API (GET /v1/nodes) as the new leader, over --rounds rounds. Slurm (--slurm-socket, --slurm-node, SLURM_CONF set): \
             --slurm-jobs one-GPU jobs submitted through Caduceus, timed until accepted, until in Slurm (squeue \
@@ -32,6 +35,12 @@ struct BenchScale: AsyncParsableCommand {
     @Option(help: "Concurrent connections per server.")
     var connections: Int = 16
 
+    @Option(
+        help:
+            "Write rounds, each one run of every configuration (in reverse order every other round); the figures are medians."
+    )
+    var writeRounds: Int = 3
+
     @Option(help: "Failover rounds.")
     var rounds: Int = 5
 
@@ -48,6 +57,7 @@ struct BenchScale: AsyncParsableCommand {
     var slurmJobs: Int = 300
 
     func run() async throws {
+        guard writeRounds > 0 else { throw CLIError("--write-rounds must be at least 1") }
         guard let wrk = BenchAPI.which("wrk") else { throw CLIError("wrk is not installed: apt-get install -y wrk") }
         let scratch = FileManager.default.temporaryDirectory.path + "/caduceus-bench-scale-\(getpid())"
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
@@ -63,25 +73,50 @@ struct BenchScale: AsyncParsableCommand {
         } else {
             fields.append(("slurm", "\"skipped: no --slurm-socket\""))
         }
-        let sqlite = try await writes(
-            replicas: 1, database: nil, scratch: scratch + "/sqlite", wrk: wrk, script: script)
-        fields += Self.fields("sqliteOneReplica", sqlite)
         guard let postgres else {
+            var sqlite: [Writes] = []
+            for round in 0..<writeRounds {
+                sqlite.append(
+                    try await writes(
+                        replicas: 1, database: nil, scratch: scratch + "/sqlite\(round)", wrk: wrk, script: script))
+            }
+            fields += Self.fields("sqliteOneReplica", Writes.median(sqlite))
             fields.append(("postgres", "\"skipped: no --postgres URL\""))
             StandardStreams.line("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
             return
         }
         let admin = try DatabaseURL(postgres)
-        let one = try await Self.withFreshDatabase(admin) { database in
-            try await writes(replicas: 1, database: database, scratch: scratch + "/pg1", wrk: wrk, script: script)
+        // Each round runs all three, the order reversed every other round, so that a busy or a quiet spell of
+        // the machine, or a drift over the run, weighs on every configuration alike.
+        var measured: [Round] = []
+        for round in 0..<writeRounds {
+            var figures = Round()
+            for run in round % 2 == 0 ? Round.Run.allCases : Round.Run.allCases.reversed() {
+                let folder = scratch + "/\(run.rawValue)\(round)"
+                switch run {
+                case .sqlite:
+                    figures.sqlite = try await writes(
+                        replicas: 1, database: nil, scratch: folder, wrk: wrk, script: script)
+                case .postgresOne, .postgresTwo:
+                    let replicas = run == .postgresOne ? 1 : 2
+                    figures[run] = try await Self.withFreshDatabase(admin) { database in
+                        try await writes(
+                            replicas: replicas, database: database, scratch: folder, wrk: wrk, script: script)
+                    }
+                }
+            }
+            measured.append(figures)
         }
+        let (sqlite, one, two) = (
+            Writes.median(measured.map(\.sqlite)), Writes.median(measured.map(\.postgresOne)),
+            Writes.median(measured.map(\.postgresTwo))
+        )
+        fields += Self.fields("sqliteOneReplica", sqlite)
         fields += Self.fields("postgresOneReplica", one)
-        let two = try await Self.withFreshDatabase(admin) { database in
-            try await writes(replicas: 2, database: database, scratch: scratch + "/pg2", wrk: wrk, script: script)
-        }
         fields += Self.fields("postgresTwoReplicas", two)
-        fields.append(("postgresOverSqlite", BenchAPI.number(one.requestsPerSecond / max(1, sqlite.requestsPerSecond))))
-        fields.append(("twoOverOneReplica", BenchAPI.number(two.requestsPerSecond / max(1, one.requestsPerSecond))))
+        // Ratios within each round, then their median: both sides of a ratio ran minutes apart at most.
+        fields.append(("postgresOverSqlite", BenchAPI.number(Self.middle(measured.map(\.postgresOverSqlite)))))
+        fields.append(("twoOverOneReplica", BenchAPI.number(Self.middle(measured.map(\.twoOverOne)))))
         // What each machine would carry with the replicas on machines of their own: the busiest replica's CPU
         // per write, against the one replica's.
         fields.append(
@@ -89,6 +124,8 @@ struct BenchScale: AsyncParsableCommand {
                 "twoOverOneBusiestReplicaCpuPerWrite",
                 BenchAPI.number(two.busiestCPUPerWrite / max(0.001, one.busiestCPUPerWrite))
             ))
+        fields.append(("writeRounds", "\(measured.count)"))
+        fields.append(("writeRoundFigures", "[" + measured.map(\.json).joined(separator: ",") + "]"))
 
         var takeovers: [Double] = []
         for round in 0..<rounds {
@@ -130,11 +167,65 @@ struct BenchScale: AsyncParsableCommand {
 
         var requestsPerSecond: Double { figures.requestsPerSecond }
 
+        static let none = Writes(
+            figures: BenchAPI.Figures(requestsPerSecond: 0, p50: 0, p99: 0, requests: 0, errors: 0), cpuSeconds: [])
+
+        /// Rates and latencies: their medians over the runs; requests, errors and each replica's CPU: summed.
+        static func median(_ runs: [Writes]) -> Writes {
+            let replicas = runs.map(\.cpuSeconds.count).max() ?? 0
+            return Writes(
+                figures: BenchAPI.Figures.median(runs.map(\.figures)),
+                cpuSeconds: (0..<replicas).map { replica in
+                    runs.map { replica < $0.cpuSeconds.count ? $0.cpuSeconds[replica] : 0 }.reduce(0, +)
+                })
+        }
+
         /// The busiest replica's CPU milliseconds per write of all replicas.
         var busiestCPUPerWrite: Double {
             (cpuSeconds.max() ?? 0) * 1000 / Double(max(1, figures.requests))
         }
     }
+
+    /// One write round: a run of each configuration.
+    struct Round {
+        enum Run: String, CaseIterable {
+            case sqlite, postgresOne, postgresTwo
+        }
+
+        var sqlite = Writes.none
+        var postgresOne = Writes.none
+        var postgresTwo = Writes.none
+
+        subscript(run: Run) -> Writes {
+            get {
+                switch run {
+                case .sqlite: sqlite
+                case .postgresOne: postgresOne
+                case .postgresTwo: postgresTwo
+                }
+            }
+            set {
+                switch run {
+                case .sqlite: sqlite = newValue
+                case .postgresOne: postgresOne = newValue
+                case .postgresTwo: postgresTwo = newValue
+                }
+            }
+        }
+
+        var postgresOverSqlite: Double { postgresOne.requestsPerSecond / max(1, sqlite.requestsPerSecond) }
+        var twoOverOne: Double { postgresTwo.requestsPerSecond / max(1, postgresOne.requestsPerSecond) }
+
+        var json: String {
+            "{\"sqliteOneReplicaWritesPerSecond\":\(BenchAPI.number(sqlite.requestsPerSecond)),"
+                + "\"postgresOneReplicaWritesPerSecond\":\(BenchAPI.number(postgresOne.requestsPerSecond)),"
+                + "\"postgresTwoReplicasWritesPerSecond\":\(BenchAPI.number(postgresTwo.requestsPerSecond)),"
+                + "\"twoOverOneReplica\":\(BenchAPI.number(twoOverOne))}"
+        }
+    }
+
+    /// The median of `values` (the upper one of an even count).
+    static func middle(_ values: [Double]) -> Double { values.isEmpty ? 0 : values.sorted()[values.count / 2] }
 
     static func fields(_ name: String, _ figures: BenchAPI.Figures) -> [(String, String)] {
         [

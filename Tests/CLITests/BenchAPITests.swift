@@ -77,7 +77,10 @@ struct BenchAPITests {
         var bare = url
         bare.password = nil
         let result = try CLI.run(
-            ["bench", "scale", "--duration", "2", "--connections", "4", "--rounds", "1", "--postgres", bare.redacted],
+            [
+                "bench", "scale", "--duration", "2", "--connections", "4", "--write-rounds", "2", "--rounds", "1",
+                "--postgres", bare.redacted,
+            ],
             environment: ["PGPASSWORD": url.password ?? ""])
         #expect(result.status == 0, "\(result.stderr)")
         let report = try #require(try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any])
@@ -87,6 +90,15 @@ struct BenchAPITests {
             let cpu = try #require(report[run + "CpuSeconds"] as? [Double], "\(run)")
             #expect(cpu.count == (run == "postgresTwoReplicas" ? 2 : 1) && cpu.allSatisfy { $0 > 0 }, "\(run): \(cpu)")
         }
+        // Each figure is the median of the rounds' (the upper one of two), each ratio the median of the rounds'.
+        let rounds = try #require(report["writeRoundFigures"] as? [[String: Any]])
+        #expect(rounds.count == 2 && report["writeRounds"] as? Int == 2)
+        for run in ["sqliteOneReplica", "postgresOneReplica", "postgresTwoReplicas"] {
+            let each = rounds.compactMap { $0[run + "WritesPerSecond"] as? Double }
+            #expect(each.count == 2 && report[run + "WritesPerSecond"] as? Double == each.max(), "\(run): \(each)")
+        }
+        let ratios = rounds.compactMap { $0["twoOverOneReplica"] as? Double }
+        #expect(ratios.count == 2 && report["twoOverOneReplica"] as? Double == ratios.max())
         // Both replicas did writes' work, not the leader alone: the busiest carried less per write than one.
         #expect((report["twoOverOneBusiestReplicaCpuPerWrite"] as? Double ?? 9) < 1)
         // The survivor answers the leader's part of the API only once it leads: after the 6 s lease.
