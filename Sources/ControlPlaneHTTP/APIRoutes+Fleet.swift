@@ -180,6 +180,27 @@ extension RouteHandlers {
         }
     }
 
+    /// Reading jobs: answered by any replica, from the shared database.
+    func registerJobReads(_ authed: RouterGroup<APIContext>) {
+        authed.get("/jobs") { [plane] request, context in
+            let page = try JSONBody.page(request)
+            let state = try request.uri.queryParameters.get("state").map { text in
+                guard let state = JobState(rawValue: String(text)) else {
+                    throw Failure.invalid("state: not a job state (pending, placed, running, …)")
+                }
+                return state
+            }
+            return try JSONBody.response(
+                try await plane.listJobs(
+                    context.info, project: try Self.filter(ProjectID.self, "project", request),
+                    tenant: try Self.filter(TenantID.self, "tenant", request), state: state, after: page.after,
+                    limit: page.limit))
+        }
+        authed.get("/jobs/:id") { [plane] _, context in
+            try JSONBody.response(try await plane.showJob(context.info, try Self.id(JobID.self, context)))
+        }
+    }
+
     func registerJobs(_ authed: RouterGroup<APIContext>) {
         authed.get("/quotas") { [plane] request, context in
             let page = try JSONBody.page(request)
@@ -203,23 +224,6 @@ extension RouteHandlers {
                 try await plane.submitJob(
                     context.info, try await JSONBody.decode(SubmitJobRequest.self, from: request)),
                 status: .created)
-        }
-        authed.get("/jobs") { [plane] request, context in
-            let page = try JSONBody.page(request)
-            let state = try request.uri.queryParameters.get("state").map { text in
-                guard let state = JobState(rawValue: String(text)) else {
-                    throw Failure.invalid("state: not a job state (pending, placed, running, …)")
-                }
-                return state
-            }
-            return try JSONBody.response(
-                try await plane.listJobs(
-                    context.info, project: try Self.filter(ProjectID.self, "project", request),
-                    tenant: try Self.filter(TenantID.self, "tenant", request), state: state, after: page.after,
-                    limit: page.limit))
-        }
-        authed.get("/jobs/:id") { [plane] _, context in
-            try JSONBody.response(try await plane.showJob(context.info, try Self.id(JobID.self, context)))
         }
         post(authed, "/jobs/:id/cancel") { [plane] _, context in
             try JSONBody.reply(try await plane.cancelJob(context.info, try Self.id(JobID.self, context)))

@@ -50,10 +50,13 @@ public enum APIRoutes {
     public static let all: [RouteSpec] = identity + fleet + enrolment + datasets
 
     /// The routes every replica answers itself, followers too: accounts, sessions, roles, tokens, tenancy
-    /// and emergency access, which need only the shared database (and the audit outbox). The fleet, jobs,
-    /// node agents and datasets need the scheduler, runners and object files the leader runs: followers
-    /// forward those. So are the metrics, which are each process's own.
-    public static let anyReplica: [RouteSpec] = identity.filter { $0.path != "/metrics" }
+    /// and emergency access, and reading jobs (a list, one job), which need only the shared database (and
+    /// the audit outbox): so a job's state stays readable while the lead changes hands. The rest of the
+    /// fleet and jobs, node agents and datasets need the scheduler, runners and object files the leader
+    /// runs: followers forward those. So are the metrics, which are each process's own.
+    public static let anyReplica: [RouteSpec] =
+        identity.filter { $0.path != "/metrics" }
+        + fleet.filter { $0.method == .get && ["/v1/jobs", "/v1/jobs/{id}"].contains($0.path) }
 
     static let identity: [RouteSpec] = [
         .init(method: .get, path: "/healthz", summary: "Liveness", access: .open),
@@ -174,6 +177,7 @@ struct RouteHandlers {
             )
         }
         registerAdministration(authed)
+        registerJobReads(authed)
         guard !anyReplicaOnly else { return }
         registerFleet(authed)
         registerJobs(authed)

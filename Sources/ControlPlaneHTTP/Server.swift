@@ -37,7 +37,7 @@ public enum CaduceusServer {
     ///
     /// On SQLite this process is the whole control plane. On PostgreSQL it is one replica of several: only the
     /// replica holding the leader lease runs the control plane (scheduler, runners, lifecycle mover, agent
-    /// listener, audit sequencer); the others answer accounts and tenancy (`APIRoutes.anyReplica`) themselves,
+    /// listener, audit sequencer); the others answer accounts, tenancy and job reads (`APIRoutes.anyReplica`) themselves,
     /// auditing through the outbox, forward every other API request to it, and the first of them to take the
     /// lease after the leader is gone starts the control plane from the database and the shared audit log.
     public static func run(
@@ -84,7 +84,7 @@ public enum CaduceusServer {
                     outbox: database.auditOutbox, payloads: database.auditPayloads,
                     keys: try AuditKeys.loadOrCreate(directory: data + "/keys", origin: configuration.auditOrigin)),
                 clock: clock) : nil
-        // A follower answers accounts, sessions and tenancy itself, over the shared database.
+        // A follower answers accounts, sessions, tenancy and job reads itself, over the shared database.
         let followerPlane = try outbox.map {
             try Leadership.plane(
                 configuration, database: database, rootKey: rootKey, clock: clock, logger: logger, audit: $0)

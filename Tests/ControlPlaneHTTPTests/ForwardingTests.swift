@@ -45,18 +45,24 @@ struct ForwardingTests {
             (HTTPRequest.Method.get, "/v1/me"), (.post, "/v1/sessions"), (.delete, "/v1/sessions/current"),
             (.post, "/v1/tenants"), (.get, "/v1/tenants/ten-123"), (.post, "/v1/users/usr-1/disable"),
             (.delete, "/v1/role-bindings/rb-9"), (.post, "/v1/break-glass/bg-1/review"), (.get, "/v1/openapi.json"),
+            (.get, "/v1/jobs"), (.get, "/v1/jobs/job-1"),
         ] {
             #expect(matcher.matches(method, path), "\(method) \(path)")
         }
         for (method, path) in [
             (HTTPRequest.Method.get, "/metrics"), (.post, "/v1/jobs"), (.get, "/v1/nodes"), (.get, "/v1/datasets"),
             (.put, "/v1/tenants"), (.get, "/v1/tenants/ten-1/extra"), (.get, "/v1"), (.get, "/v1/users/a/disable"),
+            (.post, "/v1/jobs/job-1/cancel"), (.get, "/v1/jobs/job-1/why"), (.get, "/v1/jobs/job-1/logs"),
+            (.get, "/v1/quotas"), (.delete, "/v1/jobs/job-1"),
         ] {
             #expect(!matcher.matches(method, path), "\(method) \(path)")
         }
         // Every route a follower answers is one of the API's, and needs nothing the leader alone runs.
         let all = Set(APIRoutes.all.map { "\($0.method) \($0.path)" })
         #expect(APIRoutes.anyReplica.allSatisfy { all.contains("\($0.method) \($0.path)") })
-        #expect(!APIRoutes.anyReplica.contains { $0.path.hasPrefix("/v1/jobs") || $0.path.hasPrefix("/v1/nodes") })
+        #expect(!APIRoutes.anyReplica.contains { $0.path.hasPrefix("/v1/nodes") || $0.path.hasPrefix("/v1/datasets") })
+        // Of the jobs' routes, only the two reads: submitting, cancelling, `why` and logs need the scheduler.
+        let jobs = APIRoutes.anyReplica.filter { $0.path.hasPrefix("/v1/jobs") }.map { "\($0.method) \($0.path)" }
+        #expect(jobs.sorted() == ["GET /v1/jobs", "GET /v1/jobs/{id}"])
     }
 }
