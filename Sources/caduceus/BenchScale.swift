@@ -92,24 +92,14 @@ struct BenchScale: AsyncParsableCommand {
         for round in 0..<writeRounds {
             var figures = Round()
             for run in round % 2 == 0 ? Round.Run.allCases : Round.Run.allCases.reversed() {
-                let folder = scratch + "/\(run.rawValue)\(round)"
-                switch run {
-                case .sqlite:
-                    figures.sqlite = try await writes(
-                        replicas: 1, database: nil, scratch: folder, wrk: wrk, script: script)
-                case .postgresOne, .postgresTwo:
-                    let replicas = run == .postgresOne ? 1 : 2
-                    figures[run] = try await Self.withFreshDatabase(admin) { database in
-                        try await writes(
-                            replicas: replicas, database: database, scratch: folder, wrk: wrk, script: script)
-                    }
-                }
+                figures.runs[run] = try await writes(
+                    run, admin: admin, scratch: scratch + "/\(run.rawValue)\(round)", wrk: wrk, script: script)
             }
             measured.append(figures)
         }
         let (sqlite, one, two) = (
-            Writes.median(measured.map(\.sqlite)), Writes.median(measured.map(\.postgresOne)),
-            Writes.median(measured.map(\.postgresTwo))
+            Writes.median(measured.map { $0[.sqlite] }), Writes.median(measured.map { $0[.postgresOne] }),
+            Writes.median(measured.map { $0[.postgresTwo] })
         )
         fields += Self.fields("sqliteOneReplica", sqlite)
         fields += Self.fields("postgresOneReplica", one)
@@ -167,7 +157,7 @@ struct BenchScale: AsyncParsableCommand {
 
         var requestsPerSecond: Double { figures.requestsPerSecond }
 
-        static let none = Writes(
+        static let empty = Writes(
             figures: BenchAPI.Figures(requestsPerSecond: 0, p50: 0, p99: 0, requests: 0, errors: 0), cpuSeconds: [])
 
         /// Rates and latencies: their medians over the runs; requests, errors and each replica's CPU: summed.
@@ -192,34 +182,19 @@ struct BenchScale: AsyncParsableCommand {
             case sqlite, postgresOne, postgresTwo
         }
 
-        var sqlite = Writes.none
-        var postgresOne = Writes.none
-        var postgresTwo = Writes.none
+        var runs: [Run: Writes] = [:]
 
-        subscript(run: Run) -> Writes {
-            get {
-                switch run {
-                case .sqlite: sqlite
-                case .postgresOne: postgresOne
-                case .postgresTwo: postgresTwo
-                }
-            }
-            set {
-                switch run {
-                case .sqlite: sqlite = newValue
-                case .postgresOne: postgresOne = newValue
-                case .postgresTwo: postgresTwo = newValue
-                }
-            }
+        subscript(run: Run) -> Writes { runs[run] ?? Writes.empty }
+
+        var postgresOverSqlite: Double {
+            self[.postgresOne].requestsPerSecond / max(1, self[.sqlite].requestsPerSecond)
         }
-
-        var postgresOverSqlite: Double { postgresOne.requestsPerSecond / max(1, sqlite.requestsPerSecond) }
-        var twoOverOne: Double { postgresTwo.requestsPerSecond / max(1, postgresOne.requestsPerSecond) }
+        var twoOverOne: Double { self[.postgresTwo].requestsPerSecond / max(1, self[.postgresOne].requestsPerSecond) }
 
         var json: String {
-            "{\"sqliteOneReplicaWritesPerSecond\":\(BenchAPI.number(sqlite.requestsPerSecond)),"
-                + "\"postgresOneReplicaWritesPerSecond\":\(BenchAPI.number(postgresOne.requestsPerSecond)),"
-                + "\"postgresTwoReplicasWritesPerSecond\":\(BenchAPI.number(postgresTwo.requestsPerSecond)),"
+            "{\"sqliteOneReplicaWritesPerSecond\":\(BenchAPI.number(self[.sqlite].requestsPerSecond)),"
+                + "\"postgresOneReplicaWritesPerSecond\":\(BenchAPI.number(self[.postgresOne].requestsPerSecond)),"
+                + "\"postgresTwoReplicasWritesPerSecond\":\(BenchAPI.number(self[.postgresTwo].requestsPerSecond)),"
                 + "\"twoOverOneReplica\":\(BenchAPI.number(twoOverOne))}"
         }
     }
@@ -256,6 +231,19 @@ struct BenchScale: AsyncParsableCommand {
         } catch {
             try? await Database.dropPostgresDatabase(named: name, on: admin)
             throw error
+        }
+    }
+
+    /// One write run of `run`'s configuration; on PostgreSQL in a new database of the server `admin` names.
+    func writes(
+        _ run: Round.Run, admin: DatabaseURL, scratch: String, wrk: String, script: String
+    ) async throws -> Writes {
+        guard run != .sqlite else {
+            return try await writes(replicas: 1, database: nil, scratch: scratch, wrk: wrk, script: script)
+        }
+        return try await Self.withFreshDatabase(admin) { database in
+            try await writes(
+                replicas: run == .postgresTwo ? 2 : 1, database: database, scratch: scratch, wrk: wrk, script: script)
         }
     }
 
