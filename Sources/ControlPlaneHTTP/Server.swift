@@ -143,13 +143,15 @@ public enum CaduceusServer {
             failure = error
         }
         await forwarder?.shutdown()
-        try? await io.shutdownGracefully()
         do {
             try await leadership.close()
             try await database.close()
         } catch {
             failure = failure ?? error
         }
+        // The connections' event loops go last: what the request path still hands them as it winds down (a
+        // connection's last close, a writer finishing) runs there rather than being refused by a stopped loop.
+        try? await io.shutdownGracefully()
         if let failure { throw failure }
     }
 
