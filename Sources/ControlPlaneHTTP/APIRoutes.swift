@@ -254,14 +254,10 @@ struct RouteHandlers {
         }
         authed.get("/projects") { [plane] request, context in
             let page = try JSONBody.page(request)
-            let tenant = try request.uri.queryParameters.get("tenant").map { text in
-                guard let id = TenantID(rawValue: String(text)) else {
-                    throw Failure.invalid("tenant is not a tenant ID")
-                }
-                return id
-            }
             return try JSONBody.response(
-                try await plane.listProjects(context.info, tenant: tenant, after: page.after, limit: page.limit))
+                try await plane.listProjects(
+                    context.info, tenant: try Self.filter(TenantID.self, "tenant", request), after: page.after,
+                    limit: page.limit))
         }
         post(authed, "/projects") { [plane] request, context in
             try JSONBody.reply(
