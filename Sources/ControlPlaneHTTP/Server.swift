@@ -37,9 +37,10 @@ public enum CaduceusServer {
     ///
     /// On SQLite this process is the whole control plane. On PostgreSQL it is one replica of several: only the
     /// replica holding the leader lease runs the control plane (scheduler, runners, lifecycle mover, agent
-    /// listener, audit sequencer); the others answer accounts, tenancy and job reads (`APIRoutes.anyReplica`) themselves,
-    /// auditing through the outbox, forward every other API request to it, and the first of them to take the
-    /// lease after the leader is gone starts the control plane from the database and the shared audit log.
+    /// listener, audit sequencer); the others answer accounts, tenancy and job reads (`APIRoutes.anyReplica`)
+    /// themselves, auditing through the outbox, forward every other API request to it, and the first of them
+    /// to take the lease after the leader is gone starts the control plane from the database and the shared
+    /// audit log.
     public static func run(
         configuration: ServerConfiguration, logger: Logger, runner: RunnerFactory? = nil,
         moreReadiness: @escaping Readiness = { [:] },
