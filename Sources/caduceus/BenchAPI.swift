@@ -39,6 +39,9 @@ struct BenchAPI: AsyncParsableCommand {
     @Option(help: "Directory to create the scratch data directory in (default: the system temporary directory).")
     var directory: String?
 
+    /// The median of `values` (the upper one of an even count); 0 for none.
+    static func median(_ values: [Double]) -> Double { values.isEmpty ? 0 : values.sorted()[values.count / 2] }
+
     struct Figures {
         var requestsPerSecond: Double
         var p50: Double
@@ -51,7 +54,7 @@ struct BenchAPI: AsyncParsableCommand {
 
         /// Each rate's and latency's median over `rounds` (the upper one of an even count); the counts summed.
         static func median(_ rounds: [Figures]) -> Figures {
-            func middle(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+            let middle = BenchAPI.median
             let server = rounds.compactMap(\.server)
             return Figures(
                 requestsPerSecond: middle(rounds.map(\.requestsPerSecond)), p50: middle(rounds.map(\.p50)),

@@ -105,8 +105,8 @@ struct BenchScale: AsyncParsableCommand {
         fields += Self.fields("postgresOneReplica", one)
         fields += Self.fields("postgresTwoReplicas", two)
         // Ratios within each round, then their median: both sides of a ratio ran minutes apart at most.
-        fields.append(("postgresOverSqlite", BenchAPI.number(Self.middle(measured.map(\.postgresOverSqlite)))))
-        fields.append(("twoOverOneReplica", BenchAPI.number(Self.middle(measured.map(\.twoOverOne)))))
+        fields.append(("postgresOverSqlite", BenchAPI.number(BenchAPI.median(measured.map(\.postgresOverSqlite)))))
+        fields.append(("twoOverOneReplica", BenchAPI.number(BenchAPI.median(measured.map(\.twoOverOne)))))
         // What each machine would carry with the replicas on machines of their own: the busiest replica's CPU
         // per write, against the one replica's.
         fields.append(
@@ -198,9 +198,6 @@ struct BenchScale: AsyncParsableCommand {
                 + "\"twoOverOneReplica\":\(BenchAPI.number(twoOverOne))}"
         }
     }
-
-    /// The median of `values` (the upper one of an even count).
-    static func middle(_ values: [Double]) -> Double { values.isEmpty ? 0 : values.sorted()[values.count / 2] }
 
     static func fields(_ name: String, _ figures: BenchAPI.Figures) -> [(String, String)] {
         [
