@@ -39,7 +39,7 @@ struct BenchScale: AsyncParsableCommand {
         help:
             "Write rounds, each one run of every configuration (in reverse order every other round); the figures are medians."
     )
-    var writeRounds: Int = 3
+    var writeRounds: Int = 5
 
     @Option(help: "Failover rounds.")
     var rounds: Int = 5
